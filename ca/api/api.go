@@ -1,0 +1,287 @@
+// Package api defines the versioned JSON wire types of teleport-ca: the
+// public HTTPS API (sign-in, certificate issuance, CA keys) that keyhelpers,
+// nodes and proxies use, and the admin API that caadm speaks over the
+// root-only Unix socket. Server (package ca) and clients (package
+// ca/client) share these types so the two cannot drift apart.
+//
+// Every path starts with the API version, "/v1". Errors are returned as an
+// Error body with a non-2xx status; clients turn them into *Error values.
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Version is the path prefix of this API version.
+const Version = "/v1"
+
+// Public endpoints (HTTPS, --listen).
+const (
+	PathPing     = Version + "/ping"       // GET: Ping
+	PathCA       = Version + "/ca"         // GET: CAInfo
+	PathLogin    = Version + "/login"      // POST LoginRequest: LoginResponse
+	PathLogout   = Version + "/logout"     // POST, bearer: empty
+	PathUserCert = Version + "/certs/user" // POST SignUserRequest, bearer: Cert
+)
+
+// Admin endpoints (Unix socket, --admin-socket). {name} and {id} are path
+// segments.
+const (
+	PathAdminUsers  = Version + "/admin/users"   // GET: []User; POST AddUserRequest: AddUserResponse
+	PathAdminUser   = Version + "/admin/users/"  // + {name}: DELETE; + {name}/lock POST LockRequest; + {name}/unlock POST
+	PathAdminRoles  = Version + "/admin/roles"   // GET: []Role; POST Role: Role
+	PathAdminRole   = Version + "/admin/roles/"  // + {name}: DELETE
+	PathAdminTokens = Version + "/admin/tokens"  // GET: []Token; POST AddTokenRequest: AddTokenResponse
+	PathAdminToken  = Version + "/admin/tokens/" // + {id}: DELETE
+	PathAdminSign   = Version + "/admin/sign"    // POST AdminSignRequest: Cert
+	PathAdminCA     = Version + "/admin/ca"      // GET: CAInfo
+	PathAdminAudit  = Version + "/admin/audit"   // GET ?user=&type=&since=RFC3339&limit=N: []AuditEvent
+	PathAdminCerts  = Version + "/admin/certs"   // GET ?user=&serial=: []IssuedCert
+)
+
+// BearerPrefix starts the Authorization header that carries a sign-in
+// session token.
+const BearerPrefix = "Bearer "
+
+// MaxBodyBytes caps every request body the server reads.
+const MaxBodyBytes = 64 << 10
+
+// Duration is a time.Duration that travels as Go duration text ("1h30m").
+type Duration time.Duration
+
+// MarshalJSON writes the duration as text.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON reads duration text ("90s", "1h"); a bare number is refused
+// so that a unit is never guessed.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string such as \"1h\": %w", err)
+	}
+	if s == "" {
+		*d = 0
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Error is the body of every non-2xx response.
+type Error struct {
+	// Code is a stable machine-readable reason (see the Code constants).
+	Code string `json:"code"`
+	// Message is a one-line human explanation that says what to do.
+	Message string `json:"message"`
+	// Status is the HTTP status; not sent, filled in by clients.
+	Status int `json:"-"`
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Error codes.
+const (
+	CodeBadRequest     = "bad_request"
+	CodeUnauthorized   = "unauthorized"    // no or bad credentials
+	CodeBadCredentials = "bad_credentials" // wrong user, password or code
+	CodeLocked         = "locked"          // account locked
+	CodeSessionExpired = "session_expired" // sign-in session ended
+	CodeForbidden      = "forbidden"       // policy refuses
+	CodeNotFound       = "not_found"
+	CodeExists         = "exists"
+	CodeTooLarge       = "too_large"
+	CodeInternal       = "internal"
+)
+
+// Ping answers PathPing.
+type Ping struct {
+	Version string `json:"version"`
+	// Time is the server clock, so clients can warn about skew.
+	Time time.Time `json:"time"`
+}
+
+// CAInfo holds the public keys of the authority.
+type CAInfo struct {
+	// UserCA, HostCA and SessionCA are authorized_keys-form public keys.
+	UserCA    string `json:"user_ca"`
+	HostCA    string `json:"host_ca"`
+	SessionCA string `json:"session_ca"`
+	// KnownHosts is the "@cert-authority * <host CA>" known_hosts line.
+	KnownHosts string `json:"known_hosts"`
+	// Pin is "sha256:<hex>" of the TLS root's SubjectPublicKeyInfo.
+	Pin string `json:"pin"`
+	// TLSRoot is the PEM of the TLS root certificate.
+	TLSRoot string `json:"tls_root"`
+	// RecordingMode is "proxy" or "off".
+	RecordingMode string `json:"recording_mode"`
+}
+
+// LoginRequest signs in with password and TOTP code.
+type LoginRequest struct {
+	User     string `json:"user"`
+	Password string `json:"password"`
+	TOTP     string `json:"totp"`
+}
+
+// LoginResponse carries the sign-in session.
+type LoginResponse struct {
+	User string `json:"user"`
+	// Session is the bearer token for later calls; keep it secret.
+	Session string    `json:"session"`
+	Expires time.Time `json:"expires"`
+}
+
+// SignUserRequest asks for a user certificate within the caller's sign-in
+// session.
+type SignUserRequest struct {
+	// PublicKey in authorized_keys form.
+	PublicKey string `json:"public_key"`
+	// TTL wanted; zero means the default. Capped by roles and the hard cap.
+	TTL Duration `json:"ttl,omitempty"`
+	// Logins narrows the certificate to these logins; empty means all the
+	// user's roles allow.
+	Logins []string `json:"logins,omitempty"`
+}
+
+// Cert is an issued certificate.
+type Cert struct {
+	// Certificate in authorized_keys form ("ssh-ed25519-cert-v01@openssh.com AAAA...").
+	Certificate string    `json:"certificate"`
+	Serial      string    `json:"serial"` // decimal, as ssh-keygen -L prints it
+	KeyID       string    `json:"key_id"`
+	Principals  []string  `json:"principals"`
+	ValidAfter  time.Time `json:"valid_after"`
+	ValidBefore time.Time `json:"valid_before"`
+}
+
+// User is the admin view of an account. Secrets never leave the server.
+type User struct {
+	Name         string     `json:"name"`
+	Roles        []string   `json:"roles"`
+	Status       string     `json:"status"` // "active", "pending" (not enrolled) or "locked"
+	LockedUntil  *time.Time `json:"locked_until,omitempty"`
+	LockReason   string     `json:"lock_reason,omitempty"`
+	FailedLogins int        `json:"failed_logins"`
+	Created      time.Time  `json:"created"`
+	LastLogin    *time.Time `json:"last_login,omitempty"`
+}
+
+// AddUserRequest creates a user. With Password set the account is active at
+// once and the response carries the otpauth URI; without it the response
+// carries a one-time enrollment link.
+type AddUserRequest struct {
+	Name     string   `json:"name"`
+	Logins   []string `json:"logins,omitempty"` // makes the personal role "user:<name>"
+	Roles    []string `json:"roles,omitempty"`
+	Password string   `json:"password,omitempty"`
+}
+
+// AddUserResponse reports a new user.
+type AddUserResponse struct {
+	User          User      `json:"user"`
+	OTPAuthURI    string    `json:"otpauth_uri,omitempty"`
+	EnrollURL     string    `json:"enroll_url,omitempty"`
+	EnrollExpires time.Time `json:"enroll_expires,omitzero"`
+}
+
+// LockRequest locks a user; a nil Until locks until unlocked.
+type LockRequest struct {
+	Until  *time.Time `json:"until,omitempty"`
+	Reason string     `json:"reason,omitempty"`
+}
+
+// Role maps users to logins on labelled nodes.
+type Role struct {
+	Name string `json:"name"`
+	// Logins are local account names; "{user}" means the user's own name.
+	Logins []string `json:"logins"`
+	// NodeLabels selects nodes: every key must match one of its values;
+	// the value "*" matches any value, and the key "*" with value "*"
+	// matches every node. Empty selects no node.
+	NodeLabels map[string][]string `json:"node_labels"`
+	// MaxTTL caps certificates issued through this role; zero means the
+	// server default cap.
+	MaxTTL                Duration `json:"max_ttl,omitempty"`
+	PermitAgentForwarding bool     `json:"permit_agent_forwarding,omitempty"`
+	PermitPortForwarding  bool     `json:"permit_port_forwarding,omitempty"`
+	PermitX11Forwarding   bool     `json:"permit_x11_forwarding,omitempty"`
+	// SourceAddress, when set, becomes the certificate's source-address
+	// critical option (CIDR list).
+	SourceAddress []string `json:"source_address,omitempty"`
+}
+
+// AddTokenRequest creates a join or device token.
+type AddTokenRequest struct {
+	Role     string            `json:"role"` // "node", "proxy" or "keyhelper"
+	Labels   map[string]string `json:"labels,omitempty"`
+	User     string            `json:"user,omitempty"` // required for keyhelper
+	TTL      Duration          `json:"ttl,omitempty"`  // zero: 15m
+	Reusable bool              `json:"reusable,omitempty"`
+}
+
+// Token is the admin view of a token; the secret itself is shown only once,
+// in AddTokenResponse.
+type Token struct {
+	ID       string            `json:"id"` // first 16 hex digits of the secret's SHA-256
+	Role     string            `json:"role"`
+	Labels   map[string]string `json:"labels,omitempty"`
+	User     string            `json:"user,omitempty"`
+	Expires  time.Time         `json:"expires"`
+	Reusable bool              `json:"reusable,omitempty"`
+	Uses     int               `json:"uses"`
+	Created  time.Time         `json:"created"`
+}
+
+// AddTokenResponse carries the new token's secret.
+type AddTokenResponse struct {
+	Token  Token  `json:"token_info"`
+	Secret string `json:"token"`
+}
+
+// AdminSignRequest signs a key by hand: a user certificate for a bot or
+// a host certificate for a host signed outside the join flow.
+type AdminSignRequest struct {
+	// Host selects a host certificate. Then Name is the host name (KeyId
+	// and first principal) and Principals adds more names or addresses.
+	Host bool `json:"host,omitempty"`
+	// Name is the user (user certificates) or host name.
+	Name       string   `json:"name"`
+	PublicKey  string   `json:"public_key"`
+	Logins     []string `json:"logins,omitempty"`
+	Principals []string `json:"principals,omitempty"`
+	TTL        Duration `json:"ttl,omitempty"`
+}
+
+// AuditEvent is one entry of the audit log.
+type AuditEvent struct {
+	ID      string            `json:"id"`
+	Time    time.Time         `json:"time"`
+	Type    string            `json:"type"` // e.g. "user.login", "cert.issue"
+	User    string            `json:"user,omitempty"`
+	Actor   string            `json:"actor,omitempty"` // who did it: "admin(uid=0)", "api", a user
+	Success bool              `json:"success"`
+	Remote  string            `json:"remote,omitempty"`
+	Fields  map[string]string `json:"fields,omitempty"`
+}
+
+// IssuedCert is the durable record of one issued certificate.
+type IssuedCert struct {
+	Serial      string    `json:"serial"`
+	Type        string    `json:"type"` // "user", "host" or "session"
+	KeyID       string    `json:"key_id"`
+	Principals  []string  `json:"principals"`
+	ValidAfter  time.Time `json:"valid_after"`
+	ValidBefore time.Time `json:"valid_before"`
+	// Fingerprint is the SHA256 fingerprint of the certified public key.
+	Fingerprint string    `json:"fingerprint"`
+	Issued      time.Time `json:"issued"`
+	Requester   string    `json:"requester,omitempty"`
+}

@@ -1,0 +1,263 @@
+package ca
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/opensshca/suite/ca/api"
+	"github.com/opensshca/suite/ca/store"
+)
+
+// Sign-in errors a caller branches on; the API turns them into codes.
+var (
+	// ErrBadCredentials: wrong user, password or code. Deliberately does
+	// not say which.
+	ErrBadCredentials = errors.New("wrong user name, password or code")
+	// ErrSessionExpired: the sign-in session ended or never existed.
+	ErrSessionExpired = errors.New("sign-in session has expired or ended; sign in again")
+	// ErrNotEnrolled: the account waits for its enrollment link.
+	ErrNotEnrolled = errors.New("account is not enrolled yet: open the enrollment link your administrator gave you")
+)
+
+// LockedError: the account is locked.
+type LockedError struct {
+	Until  time.Time // zero: until an administrator unlocks it
+	Reason string
+}
+
+func (e *LockedError) Error() string {
+	if e.Until.IsZero() {
+		return "account is locked (" + e.Reason + "); ask an administrator to unlock it"
+	}
+	return fmt.Sprintf("account is locked (%s) until %s; try again then or ask an administrator", e.Reason, e.Until.UTC().Format(time.RFC3339))
+}
+
+// session is a sign-in session as stored, under the SHA-256 of its token.
+type session struct {
+	User    string    `json:"user"`
+	Created time.Time `json:"created"`
+	Expires time.Time `json:"expires"`
+	Remote  string    `json:"remote,omitempty"`
+}
+
+func sessionKey(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return "sessions/" + hex.EncodeToString(sum[:])
+}
+
+func randomToken(r io.Reader) (string, error) {
+	b := make([]byte, 32)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// Login checks password and TOTP code and opens a sign-in session. Every
+// attempt is an audit event. remote is the client address, for the log.
+func (a *Authority) Login(ctx context.Context, req api.LoginRequest, remote string) (api.LoginResponse, error) {
+	now := a.now()
+	fail := func(reason string, err error) (api.LoginResponse, error) {
+		a.auditLogin(ctx, req.User, remote, false, reason, now)
+		return api.LoginResponse{}, err
+	}
+	if ValidateUserName(req.User) != nil {
+		a.verifyDummy(req.Password)
+		return fail("malformed user name", ErrBadCredentials)
+	}
+	u, _, err := a.getUser(ctx, req.User)
+	if errors.Is(err, ErrNotFound) {
+		a.verifyDummy(req.Password)
+		return fail("no such user", ErrBadCredentials)
+	}
+	if err != nil {
+		return api.LoginResponse{}, err
+	}
+	if u.locked(now) {
+		return fail("account locked", lockedErr(u))
+	}
+	if u.Pending {
+		return fail("not enrolled", ErrNotEnrolled)
+	}
+	ok, err := a.verify(req.Password, u.PasswordHash)
+	if err != nil {
+		return api.LoginResponse{}, fmt.Errorf("ca: user %q: %w", u.Name, err)
+	}
+	counter, codeOK := matchTOTP(u.TOTPSecret, req.TOTP, now)
+	switch {
+	case !ok:
+		return a.loginFailed(ctx, req.User, remote, "wrong password", now)
+	case !codeOK:
+		return a.loginFailed(ctx, req.User, remote, "wrong code", now)
+	}
+	// Accept the code only if no earlier sign-in used it (or a later
+	// one): compare-and-swap makes two concurrent uses of one code race
+	// for a single success.
+	var replay bool
+	u, err = a.updateUser(ctx, req.User, func(u *userRecord) error {
+		if u.locked(now) {
+			return lockedErr(u)
+		}
+		if counter <= u.LastTOTPCounter {
+			replay = true
+			return ErrBadCredentials
+		}
+		u.LastTOTPCounter, u.FailedLogins, u.LastLogin = counter, 0, now.UTC()
+		return nil
+	})
+	if replay {
+		return a.loginFailed(ctx, req.User, remote, "code already used", now)
+	}
+	if err != nil {
+		return fail(err.Error(), err)
+	}
+	resp, err := a.newSession(ctx, u.Name, remote, now)
+	if err != nil {
+		return api.LoginResponse{}, err
+	}
+	a.auditLogin(ctx, u.Name, remote, true, "", now)
+	return resp, nil
+}
+
+func lockedErr(u *userRecord) error {
+	e := &LockedError{Reason: u.LockReason}
+	if !u.Locked {
+		e.Until = u.LockedUntil
+	}
+	return e
+}
+
+// loginFailed counts a failure and locks the account after
+// MaxFailedLogins in a row.
+func (a *Authority) loginFailed(ctx context.Context, name, remote, reason string, now time.Time) (api.LoginResponse, error) {
+	var lockedNow bool
+	u, err := a.updateUser(ctx, name, func(u *userRecord) error {
+		u.FailedLogins++
+		if a.cfg.MaxFailedLogins > 0 && u.FailedLogins >= a.cfg.MaxFailedLogins && !u.locked(now) {
+			u.LockedUntil = now.Add(a.cfg.LockoutDuration).UTC()
+			u.LockReason = strconv.Itoa(u.FailedLogins) + " failed sign-ins in a row"
+			u.FailedLogins = 0
+			lockedNow = true
+		}
+		return nil
+	})
+	if err != nil {
+		return api.LoginResponse{}, err
+	}
+	a.auditLogin(ctx, name, remote, false, reason, now)
+	if lockedNow {
+		if err := a.auditAdmin(ctx, "user.lock", name, "ca", map[string]string{"reason": u.LockReason, "until": u.LockedUntil.Format(time.RFC3339)}); err != nil {
+			return api.LoginResponse{}, err
+		}
+		return api.LoginResponse{}, lockedErr(u)
+	}
+	return api.LoginResponse{}, ErrBadCredentials
+}
+
+func (a *Authority) verify(pw, phc string) (bool, error) {
+	a.hashSem <- struct{}{}
+	defer func() { <-a.hashSem }()
+	return verifyPassword(pw, phc)
+}
+
+// verifyDummy spends the time of a real verification, so that a sign-in
+// for an unknown user takes as long as one for a known user.
+func (a *Authority) verifyDummy(pw string) { _, _ = a.verify(pw, a.dummyHash) }
+
+func (a *Authority) newSession(ctx context.Context, user, remote string, now time.Time) (api.LoginResponse, error) {
+	tok, err := randomToken(a.rand)
+	if err != nil {
+		return api.LoginResponse{}, err
+	}
+	s := session{User: user, Created: now.UTC(), Expires: now.Add(a.cfg.SignInTTL).UTC(), Remote: remote}
+	b, err := json.Marshal(s)
+	if err != nil {
+		return api.LoginResponse{}, err
+	}
+	if _, err := a.store.Create(ctx, sessionKey(tok), b); err != nil {
+		return api.LoginResponse{}, err
+	}
+	return api.LoginResponse{User: user, Session: tok, Expires: s.Expires}, nil
+}
+
+// sessionUser resolves a sign-in session token to its live, unlocked user.
+func (a *Authority) sessionUser(ctx context.Context, token string) (*userRecord, *session, error) {
+	if token == "" || len(token) > 128 {
+		return nil, nil, ErrSessionExpired
+	}
+	it, err := a.store.Get(ctx, sessionKey(token))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, ErrSessionExpired
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	var s session
+	if err := json.Unmarshal(it.Value, &s); err != nil {
+		return nil, nil, fmt.Errorf("ca: damaged session record: %w", err)
+	}
+	now := a.now()
+	if !now.Before(s.Expires) {
+		return nil, nil, ErrSessionExpired
+	}
+	u, _, err := a.getUser(ctx, s.User)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil, ErrSessionExpired
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if u.locked(now) {
+		return nil, nil, lockedErr(u)
+	}
+	return u, &s, nil
+}
+
+// Logout ends a sign-in session.
+func (a *Authority) Logout(ctx context.Context, token, remote string) error {
+	u, _, err := a.sessionUser(ctx, token)
+	if err != nil && !isLocked(err) {
+		return err
+	}
+	if err := a.store.Delete(ctx, sessionKey(token)); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	name := ""
+	if u != nil {
+		name = u.Name
+	}
+	ev := a.newEvent("user.logout", a.now())
+	ev.User, ev.Actor, ev.Success, ev.Remote = name, name, true, remote
+	return a.writeEvent(ctx, ev)
+}
+
+func isLocked(err error) bool {
+	var le *LockedError
+	return errors.As(err, &le)
+}
+
+// endSessionsOf deletes every sign-in session of a user.
+func (a *Authority) endSessionsOf(ctx context.Context, user string) error {
+	items, _, err := a.store.List(ctx, "sessions/")
+	if err != nil {
+		return err
+	}
+	for _, it := range items {
+		var s session
+		if json.Unmarshal(it.Value, &s) == nil && s.User != user {
+			continue
+		}
+		if err := a.store.Delete(ctx, it.Key); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,222 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/opensshca/suite/ca"
+	"github.com/opensshca/suite/internal/config"
+	"github.com/opensshca/suite/internal/logging"
+	"github.com/opensshca/suite/internal/sdnotify"
+)
+
+type options struct {
+	configFile    string
+	dataDir       string
+	listen        string
+	adminSocket   string
+	adminGroup    string
+	tlsCert       string
+	tlsKey        string
+	tlsNames      string
+	publicURL     string
+	keyType       string
+	loginPattern  string
+	userTTL       time.Duration
+	hostTTL       time.Duration
+	signInTTL     time.Duration
+	maxFailed     int
+	lockout       time.Duration
+	recordingMode string
+	argonTime     uint
+	argonMemory   uint
+	argonThreads  uint
+	logLevel      string
+}
+
+func (o *options) flags(fs *flag.FlagSet) {
+	fs.StringVar(&o.configFile, "config", "", "TOML configuration file (keys are the flag names)")
+	fs.StringVar(&o.dataDir, "data-dir", "/var/lib/teleport-ca", "directory holding the CA keys and the embedded store (mode 0700)")
+	fs.StringVar(&o.listen, "listen", ":3080", "HTTPS API and web address")
+	fs.StringVar(&o.adminSocket, "admin-socket", "/run/teleport-ca/admin.sock", "Unix socket for caadm")
+	fs.StringVar(&o.adminGroup, "admin-group", "", "group whose members may use the admin socket besides root")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "server certificate (PEM) to use instead of one from the CA's TLS root")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "private key for --tls-cert")
+	fs.StringVar(&o.tlsNames, "tls-names", "", "comma-separated DNS names and IPs for the self-issued server certificate (default: localhost, 127.0.0.1, ::1 and the host name)")
+	fs.StringVar(&o.publicURL, "public-url", "", "base URL users reach the CA at, for links it prints (default https://<host name>:<listen port>)")
+	fs.StringVar(&o.keyType, "ca-key-type", "ed25519", "key type for new CA keys: ed25519, ecdsa-p256, ecdsa-p384, rsa-3072, rsa-4096")
+	fs.StringVar(&o.loginPattern, "login-pattern", ca.DefaultLoginPattern, "regular expression every login must match")
+	fs.DurationVar(&o.userTTL, "user-ttl", time.Hour, "default user certificate lifetime")
+	fs.DurationVar(&o.hostTTL, "host-ttl", 24*time.Hour, "default host certificate lifetime")
+	fs.DurationVar(&o.signInTTL, "signin-ttl", 12*time.Hour, "sign-in session lifetime")
+	fs.IntVar(&o.maxFailed, "max-failed-logins", 5, "failed sign-ins in a row that lock an account")
+	fs.DurationVar(&o.lockout, "lockout", 15*time.Minute, "how long that lock lasts")
+	fs.StringVar(&o.recordingMode, "recording-mode", "proxy", `"proxy": nodes trust only the session CA, so every login passes the recording proxy; "off": nodes trust the user CA`)
+	fs.UintVar(&o.argonTime, "argon2-time", uint(ca.DefaultArgon2.Time), "argon2id passes for new password hashes")
+	fs.UintVar(&o.argonMemory, "argon2-memory", uint(ca.DefaultArgon2.MemoryKiB), "argon2id memory in KiB for new password hashes")
+	fs.UintVar(&o.argonThreads, "argon2-threads", uint(ca.DefaultArgon2.Threads), "argon2id lanes for new password hashes")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("teleport-ca", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o options
+	o.flags(fs)
+	if err := config.Parse(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "teleport-ca: %v\n", err)
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "teleport-ca: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	level, err := logging.ParseLevel(o.logLevel)
+	if err != nil {
+		fmt.Fprintf(stderr, "teleport-ca: --log-level: %v\n", err)
+		return 2
+	}
+	log := logging.New(stderr, level)
+	if err := serve(ctx, o, log, stdout); err != nil {
+		log.Error("teleport-ca stopped", "err", err)
+		fmt.Fprintf(stderr, "teleport-ca: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func (o *options) authorityConfig(log *slog.Logger) (ca.Config, error) {
+	if o.argonThreads > 255 || o.argonTime > 1<<31 || o.argonMemory > 1<<31 {
+		return ca.Config{}, errors.New("argon2 parameters out of range")
+	}
+	return ca.Config{
+		DataDir:         o.dataDir,
+		KeyType:         ca.KeyType(o.keyType),
+		Logger:          log,
+		LoginPattern:    o.loginPattern,
+		DefaultUserTTL:  o.userTTL,
+		HostTTL:         o.hostTTL,
+		SignInTTL:       o.signInTTL,
+		MaxFailedLogins: o.maxFailed,
+		LockoutDuration: o.lockout,
+		RecordingMode:   o.recordingMode,
+		PublicURL:       o.publicBase(),
+		Argon2:          ca.Argon2Params{Time: uint32(o.argonTime), MemoryKiB: uint32(o.argonMemory), Threads: uint8(o.argonThreads)},
+	}, nil
+}
+
+func (o *options) publicBase() string {
+	if o.publicURL != "" {
+		return o.publicURL
+	}
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "localhost"
+	}
+	_, port, err := net.SplitHostPort(o.listen)
+	if err != nil || port == "" {
+		port = "3080"
+	}
+	return "https://" + net.JoinHostPort(host, port)
+}
+
+func splitComma(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func serve(ctx context.Context, o options, log *slog.Logger, stdout io.Writer) error {
+	cfg, err := o.authorityConfig(log)
+	if err != nil {
+		return err
+	}
+	a, err := ca.New(cfg)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	if a.Created {
+		fmt.Fprintf(stdout, "teleport-ca: created a new authority in %s\nCA pin: %s\n", o.dataDir, a.Pin())
+	}
+	log.Info("authority ready", "data_dir", o.dataDir, "pin", a.Pin(), "new", a.Created)
+
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	adm, err := listenAdmin(o.adminSocket, o.adminGroup)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer os.Remove(o.adminSocket)
+	srv, err := ca.NewServer(a, ca.ServerConfig{
+		Listener: ln, AdminListener: adm, AdminGroup: o.adminGroup,
+		TLSNames: splitComma(o.tlsNames), TLSCertFile: o.tlsCert, TLSKeyFile: o.tlsKey,
+	})
+	if err != nil {
+		ln.Close()
+		adm.Close()
+		return err
+	}
+	log.Info("serving", "listen", ln.Addr().String(), "admin_socket", o.adminSocket)
+	go sdnotify.Watchdog(ctx, func() error { return a.Healthy(ctx) }, log)
+	if err := sdnotify.Ready(); err != nil {
+		log.Warn("sd_notify READY failed", "err", err)
+	}
+	err = srv.Serve(ctx)
+	_ = sdnotify.Stopping()
+	log.Info("shut down")
+	return err
+}
+
+// listenAdmin opens the admin socket with mode 0600 (0660 and the admin
+// group when one is set). The umask is tightened around bind so the
+// socket never exists with a looser mode. A stale socket left by a crash
+// is replaced; a live one means another teleport-ca runs, and is refused.
+func listenAdmin(path, group string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("--admin-socket: %w", err)
+	}
+	if _, err := os.Lstat(path); err == nil {
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("--admin-socket %s is in use: is another teleport-ca running?", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("--admin-socket: removing stale socket: %w", err)
+		}
+	}
+	old := syscall.Umask(0o177)
+	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("--admin-socket: %w", err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(true)
+	if group != "" {
+		if err := chgrpSocket(path, group); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
+	return ln, nil
+}
