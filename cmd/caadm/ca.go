@@ -36,8 +36,10 @@ func newCAShowCmd(root *rootConfig, stdout io.Writer) *ffcli.Command {
 		ShortUsage: "caadm ca show [--json]",
 		ShortHelp:  "Show the CA public keys and TLS pin",
 		LongHelp: strings.TrimSpace(`
-Prints the user CA key (for sshd's TrustedUserCAKeys), the host CA key, the
-session CA key, the @cert-authority line for known_hosts files, and the pin
+Prints the user CA key (trusted by the proxy, and by nodes' sshd
+TrustedUserCAKeys when recording is off), the host CA key, the session CA key
+(what nodes trust in recording mode "proxy", the default), the
+@cert-authority line for known_hosts files, and the pin
 of the CA's TLS root. Give the pin to whoever sets up a keyhelper, node or
 proxy: it is how they check they talk to this CA. The pin is the last line.
 
@@ -59,10 +61,14 @@ Examples:
 }
 
 func printCA(w io.Writer, info api.CAInfo) error {
+	userCA, sessionCA := "User CA (trusted by the proxy):", "Session CA (nodes' TrustedUserCAKeys):"
+	if info.RecordingMode == "off" {
+		userCA, sessionCA = "User CA (nodes' TrustedUserCAKeys; recording is off):", "Session CA (unused while recording is off):"
+	}
 	for _, item := range []struct{ label, value string }{
-		{"User CA (sshd TrustedUserCAKeys):", info.UserCA},
+		{userCA, info.UserCA},
 		{"Host CA:", info.HostCA},
-		{"Session CA:", info.SessionCA},
+		{sessionCA, info.SessionCA},
 		{"known_hosts line (for /etc/ssh/ssh_known_hosts or ~/.ssh/known_hosts):", info.KnownHosts},
 		{"Session recording:", info.RecordingMode},
 		{"TLS pin:", info.Pin},
