@@ -45,14 +45,14 @@ func (a *Authority) auditAdmin(ctx context.Context, typ, user, actor string, fie
 	return a.writeEvent(ctx, ev)
 }
 
-// auditLogin records a sign-in attempt. A failure to write it is logged:
-// the sign-in outcome is returned either way, and a failed write of a
-// success event fails the sign-in through newSession's store write first.
-func (a *Authority) auditLogin(ctx context.Context, user, remote string, ok bool, reason string, now time.Time) {
+// auditLogin records a sign-in attempt and returns the write error. For
+// failed attempts callers log it and still refuse; a success that cannot be
+// recorded is refused.
+func (a *Authority) auditLogin(ctx context.Context, user, remote string, ok bool, reason string, now time.Time) error {
 	ev := a.newEvent("user.login", now)
 	ev.User, ev.Actor, ev.Success, ev.Remote = user, user, ok, remote
 	if ValidateUserName(user) != nil {
-		ev.User = ""
+		ev.User, ev.Actor = "", ""
 		ev.Fields = map[string]string{"user_given": fmt.Sprintf("%.64q", user)}
 	}
 	if reason != "" {
@@ -61,9 +61,11 @@ func (a *Authority) auditLogin(ctx context.Context, user, remote string, ok bool
 		}
 		ev.Fields["reason"] = reason
 	}
-	if err := a.writeEvent(ctx, ev); err != nil {
+	err := a.writeEvent(ctx, ev)
+	if err != nil {
 		a.log.Error("audit write failed", "err", err, "type", ev.Type)
 	}
+	return err
 }
 
 // AuditFilter selects audit events.

@@ -66,7 +66,7 @@ func randomToken(r io.Reader) (string, error) {
 func (a *Authority) Login(ctx context.Context, req api.LoginRequest, remote string) (api.LoginResponse, error) {
 	now := a.now()
 	fail := func(reason string, err error) (api.LoginResponse, error) {
-		a.auditLogin(ctx, req.User, remote, false, reason, now)
+		_ = a.auditLogin(ctx, req.User, remote, false, reason, now) // logged; refused either way
 		return api.LoginResponse{}, err
 	}
 	if ValidateUserName(req.User) != nil {
@@ -119,12 +119,12 @@ func (a *Authority) Login(ctx context.Context, req api.LoginRequest, remote stri
 	if err != nil {
 		return fail(err.Error(), err)
 	}
-	resp, err := a.newSession(ctx, u.Name, remote, now)
-	if err != nil {
+	// The audit event goes first: a sign-in that cannot be recorded does
+	// not happen.
+	if err := a.auditLogin(ctx, u.Name, remote, true, "", now); err != nil {
 		return api.LoginResponse{}, err
 	}
-	a.auditLogin(ctx, u.Name, remote, true, "", now)
-	return resp, nil
+	return a.newSession(ctx, u.Name, remote, now)
 }
 
 func lockedErr(u *userRecord) error {
@@ -152,7 +152,7 @@ func (a *Authority) loginFailed(ctx context.Context, name, remote, reason string
 	if err != nil {
 		return api.LoginResponse{}, err
 	}
-	a.auditLogin(ctx, name, remote, false, reason, now)
+	_ = a.auditLogin(ctx, name, remote, false, reason, now) // logged; refused either way
 	if lockedNow {
 		if err := a.auditAdmin(ctx, "user.lock", name, "ca", map[string]string{"reason": u.LockReason, "until": u.LockedUntil.Format(time.RFC3339)}); err != nil {
 			return api.LoginResponse{}, err
