@@ -179,6 +179,7 @@ func serve(ctx context.Context, o options, log *slog.Logger, stdout io.Writer) e
 	}
 	log.Info("serving", "listen", ln.Addr().String(), "admin_socket", o.adminSocket)
 	go sdnotify.Watchdog(ctx, func() error { return a.Healthy(ctx) }, log)
+	go a.RunSweeper(ctx, 10*time.Minute)
 	if err := sdnotify.Ready(); err != nil {
 		log.Warn("sd_notify READY failed", "err", err)
 	}
