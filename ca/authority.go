@@ -100,6 +100,9 @@ func (c *Config) check() error {
 	if c.DataDir == "" {
 		return errors.New("ca: data dir is not set (--data-dir)")
 	}
+	if err := checkKeyType(c.KeyType); err != nil {
+		return fmt.Errorf("ca: --ca-key-type: %w", err)
+	}
 	if c.RecordingMode != "proxy" && c.RecordingMode != "off" {
 		return fmt.Errorf("ca: recording mode %q is not \"proxy\" or \"off\"", c.RecordingMode)
 	}

@@ -54,7 +54,21 @@ func generateKey(t KeyType, r io.Reader) (crypto.Signer, error) {
 	case KeyRSA4096:
 		return rsa.GenerateKey(r, 4096)
 	}
-	return nil, fmt.Errorf("ca: unknown CA key type %q (want ed25519, ecdsa-p256, ecdsa-p384, rsa-3072 or rsa-4096)", t)
+	return nil, errUnknownKeyType(t)
+}
+
+func errUnknownKeyType(t KeyType) error {
+	return fmt.Errorf("unknown CA key type %q (want ed25519, ecdsa-p256, ecdsa-p384, rsa-3072 or rsa-4096)", t)
+}
+
+// checkKeyType refuses an unknown key type whether or not keys exist yet,
+// so a typo shows at once rather than on the next fresh data dir.
+func checkKeyType(t KeyType) error {
+	switch t {
+	case KeyEd25519, KeyECDSAP256, KeyECDSAP384, KeyRSA3072, KeyRSA4096:
+		return nil
+	}
+	return errUnknownKeyType(t)
 }
 
 // caSigner wraps a CA private key so that RSA keys sign only with

@@ -69,8 +69,10 @@ type Bolt struct {
 	closeOnce  sync.Once
 	closeErr   error
 
-	// commits counts committed write transactions.
+	// commits counts committed write transactions; pending counts ops
+	// enqueued and not yet answered. Tests read them.
 	commits atomic.Int64
+	pending atomic.Int64
 
 	mu       sync.Mutex // guards the fields below
 	rev      int64      // last published revision
@@ -355,10 +357,12 @@ func (b *Bolt) enqueue(ctx context.Context, o *op) error {
 	if b.closed.Load() {
 		return ErrClosed
 	}
+	b.pending.Add(1)
 	select {
 	case b.ops <- o:
 		return nil
 	case <-ctx.Done():
+		b.pending.Add(-1)
 		return ctx.Err()
 	}
 }
@@ -407,6 +411,7 @@ func (b *Bolt) commit(batch []*op) {
 	for i, o := range batch {
 		o.reply <- res[i]
 	}
+	b.pending.Add(-int64(len(batch)))
 }
 
 // apply runs batch in one write transaction, recording each op's result in

@@ -183,8 +183,11 @@ func serve(ctx context.Context, o options, log *slog.Logger, stdout io.Writer) e
 	if err := sdnotify.Ready(); err != nil {
 		log.Warn("sd_notify READY failed", "err", err)
 	}
+	go func() {
+		<-ctx.Done()
+		_ = sdnotify.Stopping() // tell systemd at once; shutdown may take a while
+	}()
 	err = srv.Serve(ctx)
-	_ = sdnotify.Stopping()
 	log.Info("shut down")
 	return err
 }
@@ -197,7 +200,10 @@ func listenAdmin(path, group string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("--admin-socket: %w", err)
 	}
-	if _, err := os.Lstat(path); err == nil {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("--admin-socket %s exists and is not a socket; refusing to replace it (check the path)", path)
+		}
 		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 			c.Close()
 			return nil, fmt.Errorf("--admin-socket %s is in use: is another teleport-ca running?", path)

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/opensshca/suite/internal/testbin"
+)
+
+// The admin socket is created srw------- whatever the umask.
+func TestAdminSocketMode(t *testing.T) {
+	t.Parallel()
+	c := testbin.StartCA(t)
+	wantMode(t, c.AdminSocket, os.ModeSocket|0o600)
+}
+
+// worldReachable reports whether every directory above path lets other
+// users through, so that nobody can reach path.
+func worldReachable(path string) error {
+	for d := filepath.Dir(path); ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil {
+			return err
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			return errors.New(d + " is not searchable by other users")
+		}
+		if d == "/" {
+			return nil
+		}
+	}
+}
+
+// Only root (and the CA's own user) may administer the CA: the socket's
+// mode stops other users, and where the mode is too loose the server
+// itself refuses them by their SO_PEERCRED uid.
+func TestAdminSocketRefusesOthers(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: runs caadm as user nobody with setpriv")
+	}
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("needs setpriv (util-linux) to run caadm as user nobody")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skipf("needs user nobody: %v", err)
+	}
+	caadm := testbin.Build(t, testbin.TeleportCA, testbin.Caadm)["caadm"]
+	if err := worldReachable(caadm); err != nil {
+		t.Skipf("nobody cannot run the test binaries: %v", err)
+	}
+
+	// A socket directory nobody may enter, so that only the socket's own
+	// mode stands between nobody and the CA.
+	sockDir, err := os.MkdirTemp("/tmp", "tca-admin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	chmod(t, sockDir, 0o755)
+	c := testbin.Start(t, testbin.Config{AdminSocket: filepath.Join(sockDir, "admin.sock")})
+
+	asNobody := func() (string, error) {
+		cmd := exec.Command(setpriv, "--reuid", "nobody", "--regid", "nogroup", "--clear-groups",
+			caadm, "--socket", c.AdminSocket, "users", "ls")
+		cmd.Env = testbin.Environ()
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+
+	out, err := asNobody()
+	if err == nil {
+		t.Fatalf("caadm as nobody succeeded on a 0600 socket:\n%s", out)
+	}
+	if !strings.Contains(out, "permission denied") {
+		t.Errorf("caadm as nobody on a 0600 socket: %v, output %q, want \"permission denied\"", err, out)
+	}
+
+	// A misconfigured socket mode must not open the CA to everyone.
+	chmod(t, c.AdminSocket, 0o666)
+	out, err = asNobody()
+	if err == nil {
+		t.Fatalf("caadm as nobody succeeded on a 0666 socket: the server did not check SO_PEERCRED:\n%s", out)
+	}
+	want := "uid " + nobody.Uid + " may not administer"
+	if !strings.Contains(out, want) {
+		t.Errorf("caadm as nobody on a 0666 socket: %v, output %q, want %q", err, out, want)
+	}
+	if !strings.Contains(c.Stderr.String(), "refused peer") {
+		t.Errorf("the CA did not log the refused peer; stderr:\n%s", c.Stderr)
+	}
+
+	cmd := exec.Command(caadm, "--socket", c.AdminSocket, "users", "ls")
+	cmd.Env = testbin.Environ()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("caadm as root: %v\n%s", err, out)
+	}
+}
