@@ -158,7 +158,7 @@ func New(cfg Config) (*Authority, error) {
 	}
 	a.store = cfg.Store
 	if a.store == nil {
-		b, err := store.OpenBolt(filepath.Join(cfg.DataDir, "state.db"), store.BoltOptions{})
+		b, err := store.OpenBolt(filepath.Join(cfg.DataDir, fileStore), store.BoltOptions{})
 		if err != nil {
 			return nil, fmt.Errorf("ca: %w", err)
 		}

@@ -38,6 +38,7 @@ const (
 	fileUserCA    = "user_ca"
 	fileHostCA    = "host_ca"
 	fileSessionCA = "session_ca"
+	fileStore     = "state.db"
 )
 
 func generateKey(t KeyType, r io.Reader) (crypto.Signer, error) {
@@ -221,6 +222,11 @@ func loadOrCreateKeys(dir string, kt KeyType, r io.Reader) (ks *keySet, created 
 	}
 	switch {
 	case len(missing) == len(names):
+		// No keys but a store: the keys were lost, this is not a first
+		// start. New keys would silently fork the cluster's trust.
+		if _, err := os.Lstat(filepath.Join(dir, fileStore)); err == nil {
+			return nil, false, fmt.Errorf("ca: data dir %s has a store (%s) but none of the CA keys %v; restore them from backup (a new data dir starts a new cluster)", dir, fileStore, names)
+		}
 		if err := createKeys(dir, kt, r); err != nil {
 			return nil, false, err
 		}
