@@ -367,3 +367,24 @@ func TestSerialsUniqueAndNonZero(t *testing.T) {
 		seen[c.Serial] = true
 	}
 }
+
+// A failed add of an existing user leaves that user's access untouched.
+func TestAddExistingUserKeepsRole(t *testing.T) {
+	a, _ := newTestAuthority(t, nil)
+	ctx := context.Background()
+	addUser(t, a, "ivy", []string{"ivy"}, nil)
+	_, err := a.AddUser(ctx, api.AddUserRequest{Name: "ivy", Logins: []string{"root"}, Password: "another password"}, "test")
+	if !errors.Is(err, ErrExists) {
+		t.Fatalf("err = %v, want ErrExists", err)
+	}
+	r, _, err := a.getRole(ctx, personalRole("ivy"))
+	if err != nil || !slices.Equal(r.Logins, []string{"ivy"}) {
+		t.Fatalf("personal role after failed add = %+v, %v; want logins [ivy]", r, err)
+	}
+	if _, err := a.AddUser(ctx, api.AddUserRequest{Name: "jo", Logins: []string{"a b"}}, "test"); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("bad login: %v", err)
+	}
+	if _, _, err := a.getUser(ctx, "jo"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("user with a refused login was created: %v", err)
+	}
+}

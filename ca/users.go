@@ -144,8 +144,9 @@ func (a *Authority) AddUser(ctx context.Context, req api.AddUserRequest, actor s
 	} else {
 		u.Pending = true
 	}
+	personal := api.Role{Name: personalRole(req.Name), Logins: req.Logins, NodeLabels: map[string][]string{"*": {"*"}}}
 	if len(req.Logins) > 0 {
-		if err := a.putPersonalRole(ctx, req.Name, req.Logins); err != nil {
+		if err := a.validateRole(&personal); err != nil {
 			return resp, err
 		}
 	}
@@ -153,10 +154,18 @@ func (a *Authority) AddUser(ctx context.Context, req api.AddUserRequest, actor s
 	if err != nil {
 		return resp, err
 	}
+	// Claim the name first: a failed add must not touch an existing
+	// user's personal role.
 	if _, err := a.store.Create(ctx, userKey(req.Name), b); errors.Is(err, store.ErrExists) {
 		return resp, fmt.Errorf("ca: user %q: %w", req.Name, ErrExists)
 	} else if err != nil {
 		return resp, err
+	}
+	if len(req.Logins) > 0 {
+		if err := a.putRole(ctx, personal); err != nil {
+			_ = a.store.Delete(ctx, userKey(req.Name))
+			return resp, err
+		}
 	}
 	if u.Pending {
 		if resp.EnrollURL, resp.EnrollExpires, err = a.newEnrollment(ctx, req.Name, now); err != nil {
@@ -180,16 +189,6 @@ func (a *Authority) rolesForNewUser(ctx context.Context, req api.AddUserRequest)
 	}
 	slices.Sort(roles)
 	return slices.Compact(roles), nil
-}
-
-// putPersonalRole writes the role "user:<name>": the given logins on every
-// node.
-func (a *Authority) putPersonalRole(ctx context.Context, user string, logins []string) error {
-	r := api.Role{Name: personalRole(user), Logins: logins, NodeLabels: map[string][]string{"*": {"*"}}}
-	if err := a.validateRole(&r); err != nil {
-		return err
-	}
-	return a.putRole(ctx, r)
 }
 
 func (a *Authority) hash(pw string) (string, error) {
