@@ -2,6 +2,7 @@ package ca
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -93,9 +94,13 @@ func (a *Authority) SignWithSession(ctx context.Context, token string, req api.S
 	if err != nil {
 		return nil, err
 	}
-	return a.IssueUserCert(ctx, UserCertRequest{
+	c, err := a.IssueUserCert(ctx, UserCertRequest{
 		User: u.Name, PublicKey: pub, TTL: time.Duration(req.TTL), Logins: req.Logins, Requester: u.Name,
 	})
+	if errors.Is(err, ErrNotFound) { // removed since the session check
+		return nil, ErrSessionExpired
+	}
+	return c, err
 }
 
 // HostCertRequest asks for a host certificate.

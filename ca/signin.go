@@ -116,6 +116,9 @@ func (a *Authority) Login(ctx context.Context, req api.LoginRequest, remote stri
 	if replay {
 		return a.loginFailed(ctx, req.User, remote, "code already used", now)
 	}
+	if errors.Is(err, ErrNotFound) { // removed while signing in
+		return fail("no such user", ErrBadCredentials)
+	}
 	if err != nil {
 		return fail(err.Error(), err)
 	}
@@ -149,6 +152,9 @@ func (a *Authority) loginFailed(ctx context.Context, name, remote, reason string
 		}
 		return nil
 	})
+	if errors.Is(err, ErrNotFound) { // removed while signing in
+		err = ErrBadCredentials
+	}
 	if err != nil {
 		return api.LoginResponse{}, err
 	}
