@@ -75,22 +75,38 @@ type AuditFilter struct {
 	Limit      int // newest N; zero means 1000
 }
 
-// Audit lists events, oldest first.
+// Audit lists events, oldest first: the audit log proper and the
+// issuance records, which appear as "cert.issue" events.
 func (a *Authority) Audit(ctx context.Context, f AuditFilter) ([]api.AuditEvent, error) {
-	items, _, err := a.store.List(ctx, "audit/")
-	if err != nil {
-		return nil, err
-	}
 	limit := f.Limit
 	if limit <= 0 {
 		limit = 1000
 	}
-	var out []api.AuditEvent
-	for _, it := range slices.Backward(items) {
-		var ev api.AuditEvent
-		if err := json.Unmarshal(it.Value, &ev); err != nil {
-			return nil, fmt.Errorf("ca: %s: damaged record: %w", it.Key, err)
+	var all []api.AuditEvent
+	if f.Type != "cert.issue" {
+		evs, err := a.listEvents(ctx, "audit/", func(key string, b []byte) (api.AuditEvent, error) {
+			var ev api.AuditEvent
+			return ev, json.Unmarshal(b, &ev)
+		})
+		if err != nil {
+			return nil, err
 		}
+		all = evs
+	}
+	if f.Type == "" || f.Type == "cert.issue" {
+		evs, err := a.listEvents(ctx, "certs/", func(key string, b []byte) (api.AuditEvent, error) {
+			var rec api.IssuedCert
+			err := json.Unmarshal(b, &rec)
+			return issuedEvent(key, rec), err
+		})
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, evs...)
+	}
+	slices.SortStableFunc(all, func(x, y api.AuditEvent) int { return x.Time.Compare(y.Time) })
+	var out []api.AuditEvent
+	for _, ev := range slices.Backward(all) {
 		if !f.Since.IsZero() && ev.Time.Before(f.Since) {
 			break
 		}
@@ -102,6 +118,22 @@ func (a *Authority) Audit(ctx context.Context, f AuditFilter) ([]api.AuditEvent,
 		}
 	}
 	slices.Reverse(out)
+	return out, nil
+}
+
+func (a *Authority) listEvents(ctx context.Context, prefix string, decode func(key string, b []byte) (api.AuditEvent, error)) ([]api.AuditEvent, error) {
+	items, _, err := a.store.List(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.AuditEvent, 0, len(items))
+	for _, it := range items {
+		ev, err := decode(it.Key, it.Value)
+		if err != nil {
+			return nil, fmt.Errorf("ca: %s: damaged record: %w", it.Key, err)
+		}
+		out = append(out, ev)
+	}
 	return out, nil
 }
 

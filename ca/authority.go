@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -153,7 +154,10 @@ func New(cfg Config) (*Authority, error) {
 	if a.logins, err = NewLoginValidator(cfg.LoginPattern); err != nil {
 		return nil, err
 	}
-	if a.keys, a.Created, err = loadOrCreateKeys(cfg.DataDir, cfg.KeyType, a.rand); err != nil {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("ca: creating data dir: %w", err)
+	}
+	if err := checkDataDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
 	a.store = cfg.Store
@@ -163,6 +167,10 @@ func New(cfg Config) (*Authority, error) {
 			return nil, fmt.Errorf("ca: %w", err)
 		}
 		a.store, a.ownsDB = b, true
+	}
+	if err := a.openKeys(); err != nil {
+		a.Close()
+		return nil, err
 	}
 	a.hashSem = make(chan struct{}, hashConcurrency())
 	if a.dummyHash, err = hashPassword("not a password", cfg.Argon2, a.rand); err != nil {

@@ -2,17 +2,16 @@ package ca
 
 import (
 	"context"
-	"errors"
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
 	"github.com/opensshca/suite/ca/api"
-	"github.com/opensshca/suite/ca/store"
 )
 
 // UserCertRequest asks for a user certificate for User.
@@ -36,6 +35,11 @@ func (a *Authority) IssueUserCert(ctx context.Context, req UserCertRequest) (*ss
 	if err != nil {
 		return nil, err
 	}
+	return a.issueForUser(ctx, u, req)
+}
+
+// issueForUser issues for a user record the caller has just read.
+func (a *Authority) issueForUser(ctx context.Context, u *userRecord, req UserCertRequest) (*ssh.Certificate, error) {
 	if u.locked(a.now()) {
 		return nil, lockedErr(u)
 	}
@@ -94,13 +98,9 @@ func (a *Authority) SignWithSession(ctx context.Context, token string, req api.S
 	if err != nil {
 		return nil, err
 	}
-	c, err := a.IssueUserCert(ctx, UserCertRequest{
+	return a.issueForUser(ctx, u, UserCertRequest{
 		User: u.Name, PublicKey: pub, TTL: time.Duration(req.TTL), Logins: req.Logins, Requester: u.Name,
 	})
-	if errors.Is(err, ErrNotFound) { // removed since the session check
-		return nil, ErrSessionExpired
-	}
-	return c, err
 }
 
 // HostCertRequest asks for a host certificate.
@@ -200,37 +200,35 @@ func CertView(c *ssh.Certificate) api.Cert {
 	}
 }
 
-// IssuedCerts lists issuance records, optionally for one KeyId or serial.
-func (a *Authority) IssuedCerts(ctx context.Context, keyID, serial string) ([]api.IssuedCert, error) {
-	var items []store.Item
+// IssuedCerts lists issuance records in issue order, optionally only those
+// of one user (or KeyId) or one serial. Records are keyed by time, so a
+// serial lookup reads the whole log; it is an administrator's query, not
+// a path any login takes.
+func (a *Authority) IssuedCerts(ctx context.Context, user, serial string) ([]api.IssuedCert, error) {
+	suffix := ""
 	if serial != "" {
-		var s uint64
-		if _, err := fmt.Sscan(serial, &s); err != nil || s == 0 {
+		s, err := strconv.ParseUint(serial, 10, 64)
+		if err != nil || s == 0 {
 			return nil, invalidf("serial %q is not a positive decimal number", serial)
 		}
-		it, err := a.store.Get(ctx, certKey(s))
-		if err != nil && !isStoreNotFound(err) {
-			return nil, err
-		}
-		if err == nil {
-			items = append(items, it)
-		}
-	} else {
-		var err error
-		if items, _, err = a.store.List(ctx, "certs/"); err != nil {
-			return nil, err
-		}
+		suffix = fmt.Sprintf("-%016x", s)
+	}
+	items, _, err := a.store.List(ctx, "certs/")
+	if err != nil {
+		return nil, err
 	}
 	var out []api.IssuedCert
 	for _, it := range items {
+		if !strings.HasSuffix(it.Key, suffix) {
+			continue
+		}
 		var c api.IssuedCert
 		if err := json.Unmarshal(it.Value, &c); err != nil {
 			return nil, fmt.Errorf("ca: %s: damaged record: %w", it.Key, err)
 		}
-		if keyID == "" || c.KeyID == keyID || strings.HasPrefix(c.KeyID, "user="+keyID+" ") {
+		if user == "" || c.User == user || c.KeyID == user {
 			out = append(out, c)
 		}
 	}
-	slices.SortFunc(out, func(x, y api.IssuedCert) int { return x.Issued.Compare(y.Issued) })
 	return out, nil
 }

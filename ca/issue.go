@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -316,15 +317,23 @@ func checkInvariants(c *ssh.Certificate, k certKind, caKey ssh.PublicKey) error 
 
 func serialString(s uint64) string { return strconv.FormatUint(s, 10) }
 
-func certKey(serial uint64) string { return fmt.Sprintf("certs/%016x", serial) }
+// certKey is where an issuance record lives: ordered by issue time, so
+// that records append to the store instead of each rewriting a random page,
+// with the serial last for lookups.
+func certKey(issued time.Time, serial uint64) string {
+	return fmt.Sprintf("certs/%020d-%016x", issued.UnixNano(), serial)
+}
 
-// recordIssued stores the issuance record and its audit event durably
-// before the certificate is handed out.
+// recordIssued stores the issuance record durably before the certificate
+// is handed out. The record is also the certificate's audit event: the
+// audit log presents it as "cert.issue" (see Audit), so one write covers
+// both.
 func (a *Authority) recordIssued(ctx context.Context, c *ssh.Certificate, is *issuance, now time.Time) error {
 	rec := api.IssuedCert{
 		Serial:      serialString(c.Serial),
 		Type:        string(is.kind),
 		KeyID:       c.KeyId,
+		User:        is.user,
 		Principals:  c.ValidPrincipals,
 		ValidAfter:  time.Unix(int64(c.ValidAfter), 0).UTC(),
 		ValidBefore: time.Unix(int64(c.ValidBefore), 0).UTC(),
@@ -336,20 +345,23 @@ func (a *Authority) recordIssued(ctx context.Context, c *ssh.Certificate, is *is
 	if err != nil {
 		return err
 	}
-	ev := a.newEvent("cert.issue", now)
-	ev.User, ev.Actor, ev.Success = is.user, is.requester, true
-	ev.Fields = map[string]string{
-		"serial": rec.Serial, "kind": rec.Type, "principals": joinList(rec.Principals),
-		"valid_before": rec.ValidBefore.Format(time.RFC3339), "fingerprint": rec.Fingerprint,
-	}
-	errs := make(chan error, 2)
-	go func() {
-		_, err := a.store.Create(ctx, certKey(c.Serial), b)
+	if _, err := a.store.Create(ctx, certKey(now, c.Serial), b); err != nil {
 		if errors.Is(err, store.ErrExists) {
-			err = fmt.Errorf("ca: serial %s collided with an earlier certificate; retry", rec.Serial)
+			err = fmt.Errorf("ca: serial %s issued twice in the same nanosecond; retry", rec.Serial)
 		}
-		errs <- err
-	}()
-	go func() { errs <- a.writeEvent(ctx, ev) }()
-	return errors.Join(<-errs, <-errs)
+		return fmt.Errorf("ca: storing issuance record: %w", err)
+	}
+	return nil
+}
+
+// issuedEvent presents an issuance record as an audit event.
+func issuedEvent(key string, rec api.IssuedCert) api.AuditEvent {
+	return api.AuditEvent{
+		ID: strings.TrimPrefix(key, "certs/"), Time: rec.Issued, Type: "cert.issue",
+		User: rec.User, Actor: rec.Requester, Success: true,
+		Fields: map[string]string{
+			"serial": rec.Serial, "kind": rec.Type, "key_id": rec.KeyID, "principals": joinList(rec.Principals),
+			"valid_before": rec.ValidBefore.Format(time.RFC3339), "fingerprint": rec.Fingerprint,
+		},
+	}
 }

@@ -200,15 +200,11 @@ type keySet struct {
 }
 
 // loadOrCreateKeys opens the CA keys in dir, creating all of them when the
-// dir holds none. A dir that holds some but not all is refused: that is
-// damage, not a first start, and guessing would fork the cluster's trust.
-func loadOrCreateKeys(dir string, kt KeyType, r io.Reader) (ks *keySet, created bool, err error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, false, fmt.Errorf("ca: creating data dir: %w", err)
-	}
-	if err := checkDataDir(dir); err != nil {
-		return nil, false, err
-	}
+// dir holds none and the store knows no CA (storeHasCA false). A dir that
+// holds some but not all keys, or none while the store belongs to a CA, is
+// refused: that is damage, not a first start, and new keys would silently
+// fork the cluster's trust. The caller has checked dir.
+func loadOrCreateKeys(dir string, kt KeyType, r io.Reader, storeHasCA bool) (ks *keySet, created bool, err error) {
 	names := []string{fileUserCA, fileHostCA, fileSessionCA, fileTLSRootKey, fileTLSRootCert}
 	var present, missing []string
 	for _, n := range names {
@@ -221,12 +217,9 @@ func loadOrCreateKeys(dir string, kt KeyType, r io.Reader) (ks *keySet, created 
 		}
 	}
 	switch {
+	case len(missing) == len(names) && storeHasCA:
+		return nil, false, fmt.Errorf("ca: the store already belongs to a CA but data dir %s has none of its keys %v; restore them from backup (a new data dir starts a new cluster)", dir, names)
 	case len(missing) == len(names):
-		// No keys but a store: the keys were lost, this is not a first
-		// start. New keys would silently fork the cluster's trust.
-		if _, err := os.Lstat(filepath.Join(dir, fileStore)); err == nil {
-			return nil, false, fmt.Errorf("ca: data dir %s has a store (%s) but none of the CA keys %v; restore them from backup (a new data dir starts a new cluster)", dir, fileStore, names)
-		}
 		if err := createKeys(dir, kt, r); err != nil {
 			return nil, false, err
 		}

@@ -39,7 +39,17 @@ func TestDataDirChecks(t *testing.T) {
 			for _, n := range []string{fileUserCA, fileHostCA, fileSessionCA, fileTLSRootKey, fileTLSRootCert} {
 				os.Remove(filepath.Join(d, n))
 			}
-		}, "has a store"},
+		}, "already belongs to a CA"},
+		{"key from another cluster", func(d string) {
+			other := filepath.Join(t.TempDir(), "other")
+			b, err := New(Config{DataDir: other, Argon2: cheapArgon2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.Close()
+			k, _ := os.ReadFile(filepath.Join(other, fileHostCA))
+			os.WriteFile(filepath.Join(d, fileHostCA), k, 0o600)
+		}, "mixes two clusters"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

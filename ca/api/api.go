@@ -277,6 +277,7 @@ type IssuedCert struct {
 	Serial      string    `json:"serial"`
 	Type        string    `json:"type"` // "user", "host" or "session"
 	KeyID       string    `json:"key_id"`
+	User        string    `json:"user,omitempty"` // the cluster user (user and session certificates)
 	Principals  []string  `json:"principals"`
 	ValidAfter  time.Time `json:"valid_after"`
 	ValidBefore time.Time `json:"valid_before"`

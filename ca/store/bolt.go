@@ -73,6 +73,7 @@ type Bolt struct {
 	// enqueued and not yet answered. Tests read them.
 	commits atomic.Int64
 	pending atomic.Int64
+	written atomic.Int64 // ops in committed transactions
 
 	mu       sync.Mutex // guards the fields below
 	rev      int64      // last published revision
@@ -430,6 +431,7 @@ func (b *Bolt) apply(batch []*op, res []result) ([]Event, error) {
 		return nil, err
 	}
 	b.commits.Add(1)
+	b.written.Add(int64(len(evs)))
 	return evs, nil
 }
 
@@ -599,4 +601,17 @@ func (r *ring) push(ev Event) {
 		r.buf[r.start] = ev
 		r.start = (r.start + 1) % r.max
 	}
+}
+
+// BoltStats counts the work of the writer.
+type BoltStats struct {
+	// Commits is the number of write transactions committed (one fsync
+	// each); Ops the number of write operations they carried. Ops/Commits
+	// is the group-commit batch size.
+	Commits, Ops int64
+}
+
+// Stats returns the writer's counters since open.
+func (b *Bolt) Stats() BoltStats {
+	return BoltStats{Commits: b.commits.Load(), Ops: b.written.Load()}
 }
