@@ -25,8 +25,8 @@ import (
 
 	"github.com/opensshca/suite/ca"
 	"github.com/opensshca/suite/ca/api"
-	"github.com/opensshca/suite/ca/store"
 	"github.com/opensshca/suite/ca/client"
+	"github.com/opensshca/suite/ca/store"
 )
 
 // benchArgon2 hashes the bench users' passwords. It is cheap on purpose:

@@ -774,6 +774,15 @@ func TestBoltSlowWatcher(t *testing.T) {
 		if _, err := b.Put(wctx, "k", []byte(fmt.Sprint(i))); err != nil {
 			t.Fatalf("Put %d with a slow watcher: %v", i, err)
 		}
+		// Let the fast watcher keep up, so only the slow one (which never
+		// reads) can overflow its buffer, however busy the machine is.
+		for got.Load() != int32(i+1) {
+			select {
+			case <-wctx.Done():
+				t.Fatalf("fast watcher stuck at %d events after Put %d", got.Load(), i)
+			case <-time.After(time.Millisecond):
+			}
+		}
 	}
 	expectClosed(t, slow, 4)
 	b.Close()
