@@ -95,7 +95,7 @@ func newEnv(ctx context.Context, opts Options) (_ *env, err error) {
 	if err := os.MkdirAll(e.dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	if e.db, err = store.OpenBolt(filepath.Join(e.dataDir, "state.db"), store.BoltOptions{}); err != nil {
+	if e.db, err = store.OpenBolt(filepath.Join(e.dataDir, "state.db"), ca.StoreOptions()); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
 	if e.a, err = ca.New(ca.Config{DataDir: e.dataDir, Argon2: benchArgon2, Store: e.db}); err != nil {

@@ -129,6 +129,8 @@ type Authority struct {
 	hashSem chan struct{} // bounds concurrent argon2 hashing (memory)
 	// dummyHash has the configured parameters; see verifyDummy.
 	dummyHash string
+	// decoded caches hot records by revision; see decodeCache.
+	decoded decodeCache
 
 	// Created reports whether this start made new CA keys.
 	Created bool
@@ -162,7 +164,7 @@ func New(cfg Config) (*Authority, error) {
 	}
 	a.store = cfg.Store
 	if a.store == nil {
-		b, err := store.OpenBolt(filepath.Join(cfg.DataDir, fileStore), store.BoltOptions{})
+		b, err := store.OpenBolt(filepath.Join(cfg.DataDir, fileStore), StoreOptions())
 		if err != nil {
 			return nil, fmt.Errorf("ca: %w", err)
 		}
@@ -178,6 +180,15 @@ func New(cfg Config) (*Authority, error) {
 		return nil, err
 	}
 	return a, nil
+}
+
+// StoreOptions are the bbolt options the authority opens its store with.
+// Under load the writer lingers 1 ms so that more concurrent writes share
+// one fsync: measured with make bench on 2 cores, the HTTPS issuance rate
+// rose from about 5,000 to 7,500 certificates/s and p99 fell, while an
+// idle store still commits at once (docs/BENCHMARKS.md).
+func StoreOptions() store.BoltOptions {
+	return store.BoltOptions{Linger: time.Millisecond}
 }
 
 // Close releases the store if the authority opened it.

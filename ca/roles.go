@@ -75,6 +75,7 @@ func (a *Authority) putRole(ctx context.Context, r api.Role) error {
 	return err
 }
 
+// getRole reads a role. Its maps and slices may be shared: read only.
 func (a *Authority) getRole(ctx context.Context, name string) (api.Role, int64, error) {
 	it, err := a.store.Get(ctx, roleKey(name))
 	if errors.Is(err, store.ErrNotFound) {
@@ -83,8 +84,8 @@ func (a *Authority) getRole(ctx context.Context, name string) (api.Role, int64, 
 	if err != nil {
 		return api.Role{}, 0, err
 	}
-	var r api.Role
-	if err := json.Unmarshal(it.Value, &r); err != nil {
+	r, err := decodeItem[api.Role](&a.decoded, it)
+	if err != nil {
 		return api.Role{}, 0, fmt.Errorf("ca: role %q: damaged record: %w", name, err)
 	}
 	return r, it.Revision, nil

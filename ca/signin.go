@@ -206,8 +206,8 @@ func (a *Authority) sessionUser(ctx context.Context, token string) (*userRecord,
 	if err != nil {
 		return nil, nil, err
 	}
-	var s session
-	if err := json.Unmarshal(it.Value, &s); err != nil {
+	s, err := decodeItem[session](&a.decoded, it)
+	if err != nil {
 		return nil, nil, fmt.Errorf("ca: damaged session record: %w", err)
 	}
 	now := a.now()

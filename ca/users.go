@@ -83,10 +83,11 @@ func (a *Authority) getUser(ctx context.Context, name string) (*userRecord, int6
 	if err != nil {
 		return nil, 0, err
 	}
-	var u userRecord
-	if err := json.Unmarshal(it.Value, &u); err != nil {
+	u, err := decodeItem[userRecord](&a.decoded, it)
+	if err != nil {
 		return nil, 0, fmt.Errorf("ca: user %q: damaged record: %w", name, err)
 	}
+	u.Roles = slices.Clone(u.Roles) // the caller owns its copy
 	return &u, it.Revision, nil
 }
 

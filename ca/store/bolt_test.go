@@ -1058,3 +1058,44 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 	}
 }
+
+// TestBoltLinger: an idle store commits at once; after a busy commit the
+// writer lingers, and the writes that arrive meanwhile share one commit.
+func TestBoltLinger(t *testing.T) {
+	const linger = 300 * time.Millisecond
+	b, _ := openTestBolt(t, BoltOptions{Linger: linger})
+
+	start := time.Now()
+	mustPut(t, b, "idle", "v")
+	if d := time.Since(start); d >= linger {
+		t.Fatalf("idle Put took %v; an idle store must not linger", d)
+	}
+
+	// Make a busy batch: hold the write lock while two Puts queue.
+	tx, err := b.db.Begin(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Go(func() { mustPut(t, b, fmt.Sprintf("busy/%d", i), "v") })
+	}
+	waitFor(t, func() bool { return b.pending.Load() == 3 })
+	tx.Rollback()
+	wg.Wait()
+
+	// The next writes find the writer lingering and share one commit.
+	before := b.Stats()
+	start = time.Now()
+	for i := range 10 {
+		wg.Go(func() { mustPut(t, b, fmt.Sprintf("joined/%d", i), "v") })
+	}
+	wg.Wait()
+	if d := time.Since(start); d < linger/2 {
+		t.Errorf("writes after a busy commit returned in %v; want a linger of about %v", d, linger)
+	}
+	after := b.Stats()
+	if c, ops := after.Commits-before.Commits, after.Ops-before.Ops; ops != 10 || c != 1 {
+		t.Errorf("10 writes during a linger took %d commits (%d ops), want 1", c, ops)
+	}
+}

@@ -29,7 +29,7 @@ func TestShortRun(t *testing.T) {
 	if err != nil {
 		t.Fatalf("measure: %v\n%s", err, stderr.String())
 	}
-	want := []string{"1a", "1b", "2", "3a", "3b", "4", "5a", "5b"}
+	want := []string{"1a", "1b", "2", "3a", "3b", "3z", "4", "5a", "5b"}
 	if len(rep.Rows) != len(want) {
 		t.Fatalf("got %d rows, want %d: %+v", len(rep.Rows), len(want), rep.Rows)
 	}
@@ -50,6 +50,10 @@ func TestShortRun(t *testing.T) {
 		}
 		if r.Certs == 0 || r.Rate() <= 0 {
 			t.Errorf("row %s (%s): rate %.1f from %d certs, want > 0", r.ID, r.Name, r.Rate(), r.Certs)
+		}
+		// Durable rows write through the store; the others do not.
+		if durable := r.ID == "2" || r.ID == "4" || strings.HasPrefix(r.ID, "3") && r.ID != "3z"; durable != (r.OpsPerCommit >= 1) {
+			t.Errorf("row %s: ops per commit %.1f", r.ID, r.OpsPerCommit)
 		}
 	}
 	if _, _, ok := rep.Aim(); !ok {
