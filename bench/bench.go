@@ -34,12 +34,13 @@ const (
 	PhaseRaw     = "raw"
 	PhaseInProc  = "inproc"
 	PhaseAPI     = "api"
+	PhaseFloor   = "floor"
 	PhaseLatency = "latency"
 	PhaseKeygen  = "keygen"
 )
 
 // AllPhases lists every phase in the order Run measures them.
-var AllPhases = []string{PhaseRaw, PhaseInProc, PhaseAPI, PhaseLatency, PhaseKeygen}
+var AllPhases = []string{PhaseRaw, PhaseInProc, PhaseAPI, PhaseFloor, PhaseLatency, PhaseKeygen}
 
 // AimRatio is the aim for the API: at least this fraction of the raw
 // signing rate.
@@ -235,6 +236,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		{PhaseRaw, e.rawPhase},
 		{PhaseInProc, e.inProcPhase},
 		{PhaseAPI, e.apiPhase},
+		{PhaseFloor, e.floorPhase},
 		{PhaseLatency, e.latencyPhase},
 		{PhaseKeygen, e.keygenPhase},
 	} {

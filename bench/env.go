@@ -111,7 +111,7 @@ func newEnv(ctx context.Context, opts Options) (_ *env, err error) {
 	if err := e.addUsers(ctx, max(opts.Callers, slices.Max(opts.Clients))); err != nil {
 		return nil, err
 	}
-	if opts.has(PhaseAPI) || opts.has(PhaseLatency) {
+	if opts.has(PhaseAPI) || opts.has(PhaseFloor) || opts.has(PhaseLatency) {
 		if err := e.signIn(ctx); err != nil {
 			return nil, err
 		}

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -57,6 +58,8 @@ func merge(ws []*worker) tally {
 	return t
 }
 
+var clientLabels = pprof.Labels("side", "client")
+
 // closedLoop runs n workers that each call fn back to back. Nothing is
 // counted during warmup (connections open, caches fill); then the window
 // of length d is measured. Latency is from call to return.
@@ -68,13 +71,18 @@ func closedLoop(ctx context.Context, n int, warmup, d time.Duration, fn op) tall
 		w := &worker{}
 		ws[i] = w
 		wg.Go(func() {
-			for !stop.Load() && ctx.Err() == nil {
-				start := time.Now()
-				err := fn(ctx, i)
-				if measuring.Load() {
-					w.record(start, err)
+			// Label the load generator's goroutines (and, by inheritance,
+			// its HTTP transport's) so a CPU profile (-cpuprofile, then
+			// pprof -tagfocus side=client) separates client from server.
+			pprof.Do(ctx, clientLabels, func(ctx context.Context) {
+				for !stop.Load() && ctx.Err() == nil {
+					start := time.Now()
+					err := fn(ctx, i)
+					if measuring.Load() {
+						w.record(start, err)
+					}
 				}
-			}
+			})
 		})
 	}
 	sleep(ctx, warmup)

@@ -149,8 +149,7 @@ func (e *env) apiPing() op {
 }
 
 // apiPhase (rows 3a, 3b, ...) drives the HTTPS API closed loop: each of N
-// clients sends its next request when the last one is answered. The last
-// row (3z) is the floor: the same clients pinging.
+// clients sends its next request when the last one is answered.
 func (e *env) apiPhase(ctx context.Context) []Row {
 	var rows []Row
 	issue := e.apiIssue()
@@ -163,10 +162,14 @@ func (e *env) apiPhase(ctx context.Context) []Row {
 		r.API = true
 		rows = append(rows, r)
 	}
+	return rows
+}
+
+// floorPhase (row 3z) is the floor under rows 3: the same clients pinging.
+func (e *env) floorPhase(ctx context.Context) []Row {
 	n := slices.Max(e.opts.Clients)
 	e.progress("3z HTTPS floor, GET /v1/ping, %d keep-alive clients, %v", n, e.opts.Duration)
-	rows = append(rows, row("3z", "HTTPS floor: GET /v1/ping (no signing, no store), same clients", n, closedLoop(ctx, n, e.opts.Warmup, e.opts.Duration, e.apiPing())))
-	return rows
+	return []Row{row("3z", "HTTPS floor: GET /v1/ping (no signing, no store), same clients", n, closedLoop(ctx, n, e.opts.Warmup, e.opts.Duration, e.apiPing()))}
 }
 
 // latencyPhase (row 4) offers a fixed request rate to the HTTPS API over
