@@ -172,8 +172,8 @@ func ValidateSourceAddress(s string) error {
 	return invalidf("source address %q is not an IP address or CIDR block", s)
 }
 
-// ValidateKeyID checks a free-form KeyId: printable ASCII without quotes or
-// commas, since sshd logs it and %i hands it to commands.
+// ValidateKeyID checks a free-form KeyId: printable ASCII and spaces, no
+// quotes or commas, since sshd logs it and %i hands it to commands.
 func ValidateKeyID(s string) error {
 	if s == "" {
 		return invalidf("key id is empty")
@@ -182,8 +182,11 @@ func ValidateKeyID(s string) error {
 		return invalidf("key id is longer than 256 characters")
 	}
 	for _, r := range s {
-		if r != ' ' && describeBad(string(r)) != "" || r == '"' || r == ',' {
-			return invalidf("key id %q %s", s, describeBad(string(r)))
+		if r == ' ' {
+			continue // spaces separate the fields of session KeyIds
+		}
+		if bad := describeBad(string(r)); bad != "" {
+			return invalidf("key id %q %s", s, bad)
 		}
 	}
 	return nil
