@@ -18,6 +18,8 @@ func (s *Server) adminHandler() http.Handler {
 	m.HandleFunc("DELETE "+api.PathAdminUser+"{name}", s.adminRemoveUser)
 	m.HandleFunc("POST "+api.PathAdminUser+"{name}/lock", s.adminLock)
 	m.HandleFunc("POST "+api.PathAdminUser+"{name}/unlock", s.adminUnlock)
+	m.HandleFunc("PATCH "+api.PathAdminUser+"{name}", s.adminUpdateUser)
+	m.HandleFunc("POST "+api.PathAdminUser+"{name}/reset", s.adminResetUser)
 	m.HandleFunc("GET "+api.PathAdminRoles, s.adminRoles)
 	m.HandleFunc("POST "+api.PathAdminRoles, s.adminAddRole)
 	m.HandleFunc("DELETE "+api.PathAdminRole+"{name}", s.adminRemoveRole)
@@ -90,6 +92,26 @@ func (s *Server) adminLock(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) adminUnlock(w http.ResponseWriter, r *http.Request) {
 	s.reply(w, r, struct{}{}, s.a.UnlockUser(r.Context(), r.PathValue("name"), actor(r)))
+}
+
+func (s *Server) adminUpdateUser(w http.ResponseWriter, r *http.Request) {
+	req, err := readRequest[api.UpdateUserRequest](w, r)
+	if err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	v, err := s.a.UpdateUser(r.Context(), r.PathValue("name"), req, actor(r))
+	s.reply(w, r, v, err)
+}
+
+func (s *Server) adminResetUser(w http.ResponseWriter, r *http.Request) {
+	req, err := readRequest[api.ResetUserRequest](w, r)
+	if err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	v, err := s.a.ResetUser(r.Context(), r.PathValue("name"), req, actor(r))
+	s.reply(w, r, v, err)
 }
 
 func (s *Server) adminRoles(w http.ResponseWriter, r *http.Request) {

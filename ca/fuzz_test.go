@@ -182,3 +182,35 @@ func FuzzValidators(f *testing.F) {
 		}
 	})
 }
+
+func FuzzDecodeUpdateUserRequest(f *testing.F) {
+	f.Add([]byte(`{"roles":["dev","ops"],"logins":["alice"]}`))
+	f.Add([]byte(`{"roles":[],"logins":[]}`))
+	f.Add([]byte(`{"roles":null}`))
+	a := &Authority{}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		req, err := decodeBytes[api.UpdateUserRequest](b)
+		if err != nil || req.Logins == nil {
+			return
+		}
+		r := api.Role{Name: "user:x", Logins: *req.Logins, NodeLabels: map[string][]string{"*": {"*"}}}
+		if a.validateRole(&r) == nil {
+			for _, l := range r.Logins {
+				if l != UserLoginPlaceholder && !safeName(l) {
+					t.Fatalf("unsafe login %q validated", l)
+				}
+			}
+		}
+	})
+}
+
+func FuzzDecodeResetUserRequest(f *testing.F) {
+	f.Add([]byte(`{"password":"a new password"}`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		req, err := decodeBytes[api.ResetUserRequest](b)
+		if err == nil && req.Password != "" && checkNewPassword(req.Password) == nil && strings.ContainsAny(req.Password, "\n\x00") {
+			t.Fatalf("password with newline or NUL accepted: %q", req.Password)
+		}
+	})
+}

@@ -65,9 +65,15 @@ func addUser(t testing.TB, a *Authority, name string, logins, roles []string) st
 	if err != nil {
 		t.Fatalf("AddUser(%s): %v", name, err)
 	}
-	u, err := url.Parse(resp.OTPAuthURI)
-	if err != nil {
-		t.Fatalf("otpauth URI %q: %v", resp.OTPAuthURI, err)
+	return secretOf(t, resp.OTPAuthURI)
+}
+
+// secretOf extracts the TOTP secret from an otpauth URI.
+func secretOf(t testing.TB, uri string) string {
+	t.Helper()
+	u, err := url.Parse(uri)
+	if err != nil || u.Query().Get("secret") == "" {
+		t.Fatalf("otpauth URI %q: %v", uri, err)
 	}
 	return u.Query().Get("secret")
 }

@@ -192,6 +192,26 @@ type AddUserResponse struct {
 	EnrollExpires time.Time `json:"enroll_expires,omitzero"`
 }
 
+// UpdateUserRequest changes an existing user's access. A nil field is left
+// as it is.
+type UpdateUserRequest struct {
+	// Roles replaces the user's granted roles (the personal role is kept
+	// or dropped by Logins, not here).
+	Roles *[]string `json:"roles,omitempty"`
+	// Logins replaces the logins of the personal role "user:<name>"; an
+	// empty list removes the personal role.
+	Logins *[]string `json:"logins,omitempty"`
+}
+
+// ResetUserRequest replaces a user's credentials (a lost authenticator or
+// password). With Password set the account gets a new TOTP secret at once
+// and the response carries its otpauth URI; without it the account is
+// pending again and the response carries a new enrollment link. Either
+// way every sign-in session of the user ends.
+type ResetUserRequest struct {
+	Password string `json:"password,omitempty"`
+}
+
 // LockRequest locks a user; a nil Until locks until unlocked.
 type LockRequest struct {
 	Until  *time.Time `json:"until,omitempty"`

@@ -66,6 +66,28 @@ func (c *Client) UnlockUser(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodPost, p, nil, nil)
 }
 
+// UpdateUser changes a user's roles or personal logins.
+func (c *Client) UpdateUser(ctx context.Context, name string, req api.UpdateUserRequest) (api.User, error) {
+	var out api.User
+	p, err := segment("user name", api.PathAdminUser, name, "")
+	if err != nil {
+		return out, err
+	}
+	err = c.do(ctx, http.MethodPatch, p, req, &out)
+	return out, err
+}
+
+// ResetUser replaces a user's credentials; see api.ResetUserRequest.
+func (c *Client) ResetUser(ctx context.Context, name string, req api.ResetUserRequest) (api.AddUserResponse, error) {
+	var out api.AddUserResponse
+	p, err := segment("user name", api.PathAdminUser, name, "/reset")
+	if err != nil {
+		return out, err
+	}
+	err = c.do(ctx, http.MethodPost, p, req, &out)
+	return out, err
+}
+
 // Roles lists the roles.
 func (c *Client) Roles(ctx context.Context) ([]api.Role, error) {
 	var out []api.Role

@@ -143,6 +143,31 @@ func TestAgainstRealCA(t *testing.T) {
 		t.Errorf("after rm: %s", out)
 	}
 
+	// Update: swap roles and personal logins; the next certificate follows.
+	mustCaadm(t, c, "", "roles", "add", "web", "--logins", "www", "--labels", "*=*")
+	out = mustCaadm(t, c, "", "users", "update", "alice", "--roles", "web", "--logins", "alice,deploy")
+	if !strings.Contains(out, "user:alice") || !strings.Contains(out, "web") {
+		t.Errorf("users update output:\n%s", out)
+	}
+	l = keygenL(t, strings.TrimSpace(mustCaadm(t, c, "", "sign", "--user", "alice", "--pubkey", writePub(t))))
+	if !regexp.MustCompile(`Principals: \n\s+alice\n\s+deploy\n\s+www\n\s+Critical`).MatchString(l) {
+		t.Errorf("after users update, principals are not alice, deploy, www:\n%s", l)
+	}
+	if code, _, errs := caadmRun(t, c, "", "users", "update", "alice"); code != 2 || !strings.Contains(errs, "give --roles") {
+		t.Errorf("update without flags: exit %d %q", code, errs)
+	}
+	mustCaadm(t, c, "", "users", "update", "alice", "--roles", "prod", "--logins", "alice")
+
+	// Reset: a new enrollment link, and the account is pending.
+	out = mustCaadm(t, c, "", "users", "reset", "alice")
+	if !strings.Contains(out, "/enroll/") || !strings.Contains(out, "pending") {
+		t.Errorf("users reset output:\n%s", out)
+	}
+	out = mustCaadm(t, c, "another-password\n", "users", "reset", "alice", "--password-stdin")
+	if !strings.Contains(out, "otpauth://") || !strings.Contains(out, "active") {
+		t.Errorf("users reset --password-stdin output:\n%s", out)
+	}
+
 	// Lock, unlock, remove.
 	mustCaadm(t, c, "", "users", "lock", "alice", "--until", "2h", "--reason", "on leave")
 	if code, _, errs := caadmRun(t, c, "", "sign", "--user", "alice", "--pubkey", writePub(t)); code == 0 || !strings.Contains(errs, "locked") {
@@ -154,7 +179,7 @@ func TestAgainstRealCA(t *testing.T) {
 	mustCaadm(t, c, "", "roles", "rm", "prod")
 	var roles []api.Role
 	json.Unmarshal([]byte(mustCaadm(t, c, "", "roles", "ls", "--json")), &roles)
-	if len(roles) != 1 || roles[0].Name != "user:alice" {
+	if len(roles) != 2 || roles[0].Name != "user:alice" || roles[1].Name != "web" {
 		t.Errorf("roles after rm = %+v (bob's personal role must go with bob)", roles)
 	}
 
@@ -168,7 +193,8 @@ func TestAgainstRealCA(t *testing.T) {
 	if len(evs) != 1 || evs[0].User != "alice" || evs[0].Fields["reason"] != "on leave" || !strings.HasPrefix(evs[0].Actor, "admin(uid=") {
 		t.Errorf("lock audit = %+v", evs)
 	}
-	if out := mustCaadm(t, c, "", "audit", "ls", "--user", "alice"); !strings.Contains(out, "cert.issue") || !strings.Contains(out, "user.unlock") {
+	if out := mustCaadm(t, c, "", "audit", "ls", "--user", "alice"); !strings.Contains(out, "cert.issue") || !strings.Contains(out, "user.unlock") ||
+		!strings.Contains(out, "user.update") || !strings.Contains(out, "user.reset") {
 		t.Errorf("audit ls --user alice:\n%s", out)
 	}
 }

@@ -17,7 +17,7 @@ func newUsersCmd(root *rootConfig, stdin io.Reader, stdout io.Writer) *ffcli.Com
 	fs := root.flagSet("users")
 	cmd := &ffcli.Command{
 		Name:       "users",
-		ShortUsage: "caadm users <ls|add|rm|lock|unlock> [flags] [NAME]",
+		ShortUsage: "caadm users <ls|add|update|reset|rm|lock|unlock> [flags] [NAME]",
 		ShortHelp:  "Manage user accounts",
 		LongHelp: strings.TrimSpace(`
 Users sign in with a password and a one-time code, then get short-lived
@@ -30,6 +30,8 @@ Examples:
 		Subcommands: []*ffcli.Command{
 			newUsersLsCmd(root, stdout),
 			newUsersAddCmd(root, stdin, stdout),
+			newUsersUpdateCmd(root, stdout),
+			newUsersResetCmd(root, stdin, stdout),
 			newUsersRmCmd(root, stdout),
 			newUsersLockCmd(root, stdout),
 			newUsersUnlockCmd(root, stdout),
@@ -147,8 +149,12 @@ func readPassword(r io.Reader) (string, error) {
 }
 
 func printNewUser(w io.Writer, resp api.AddUserResponse) error {
+	return printCredentials(w, "Created", resp)
+}
+
+func printCredentials(w io.Writer, verb string, resp api.AddUserResponse) error {
 	u := resp.User
-	fmt.Fprintf(w, "Created user %s, %s, roles: %s.\n", u.Name, u.Status, cell(list(u.Roles)))
+	fmt.Fprintf(w, "%s user %s, %s, roles: %s.\n", verb, u.Name, u.Status, cell(list(u.Roles)))
 	switch {
 	case resp.OTPAuthURI != "":
 		fmt.Fprintln(w, "Scan this URI into an authenticator app; it holds the user's TOTP secret, so do not keep a copy:")
@@ -251,4 +257,115 @@ func confirm(root *rootConfig, w io.Writer, format string, args ...any) error {
 	}
 	_, err := fmt.Fprintf(w, format+"\n", args...)
 	return err
+}
+
+// setList is a comma-separated list flag that records whether it was
+// given; an empty value means the empty list.
+type setList struct {
+	set   bool
+	items []string
+}
+
+func (l *setList) String() string { return strings.Join(l.items, ",") }
+
+func (l *setList) Set(s string) error {
+	l.set, l.items = true, nil
+	if s == "" {
+		return nil
+	}
+	var items listFlag
+	if err := items.Set(s); err != nil {
+		return err
+	}
+	l.items = items
+	return nil
+}
+
+func (l *setList) ptr() *[]string {
+	if !l.set {
+		return nil
+	}
+	items := append([]string{}, l.items...)
+	return &items
+}
+
+func newUsersUpdateCmd(root *rootConfig, stdout io.Writer) *ffcli.Command {
+	var roles, logins setList
+	fs := root.flagSet("users update")
+	fs.Var(&roles, "roles", "replace the granted `roles` (comma-separated; \"\" for none)")
+	fs.Var(&logins, "logins", "replace the `logins` of the personal role user:NAME (\"\" removes it)")
+	return &ffcli.Command{
+		Name:       "update",
+		ShortUsage: "caadm users update NAME [--roles r1,r2] [--logins a,b]",
+		ShortHelp:  "Change a user's roles or personal logins",
+		LongHelp: strings.TrimSpace(`
+Changes what a user may do without touching their password, authenticator
+or sign-in sessions. --roles replaces the roles granted to the user;
+--logins replaces the logins of the personal role user:NAME (an empty
+value removes that role). New certificates follow at once; certificates
+already issued keep their logins until they expire (they are short-lived).
+
+Examples:
+  caadm users update alice --roles dev,prod-ops
+  caadm users update alice --logins alice,deploy
+  caadm users update bob --roles "" --logins bob`),
+		FlagSet: fs,
+		Exec: withArgs(fs, []string{"NAME"}, func(ctx context.Context, args []string) error {
+			req := api.UpdateUserRequest{Roles: roles.ptr(), Logins: logins.ptr()}
+			if req.Roles == nil && req.Logins == nil {
+				return usagef(fs, "give --roles, --logins or both")
+			}
+			u, err := root.admin().UpdateUser(ctx, args[0], req)
+			if err != nil {
+				return err
+			}
+			if root.json {
+				return printJSON(stdout, u)
+			}
+			_, err = fmt.Fprintf(stdout, "Updated user %s, roles: %s.\n", u.Name, cell(list(u.Roles)))
+			return err
+		}),
+	}
+}
+
+func newUsersResetCmd(root *rootConfig, stdin io.Reader, stdout io.Writer) *ffcli.Command {
+	var passwordStdin bool
+	fs := root.flagSet("users reset")
+	fs.BoolVar(&passwordStdin, "password-stdin", false, "set this password (first line of standard input) and print a new otpauth:// URI")
+	return &ffcli.Command{
+		Name:       "reset",
+		ShortUsage: "caadm users reset NAME [--password-stdin]",
+		ShortHelp:  "Replace a user's password and authenticator",
+		LongHelp: strings.TrimSpace(`
+For a lost phone or a forgotten password: replaces the user's password and
+TOTP secret, ends every sign-in session of the user, and keeps their roles.
+Codes from the old authenticator stop working at once.
+
+Without --password-stdin the user is pending again and caadm prints a new
+one-time enrollment link. With it, the password is the first line of
+standard input and caadm prints the new otpauth:// URI.
+
+Examples:
+  caadm users reset alice
+  printf '%s\n' "$PASSWORD" | caadm users reset bot --password-stdin`),
+		FlagSet: fs,
+		Exec: withArgs(fs, []string{"NAME"}, func(ctx context.Context, args []string) error {
+			var req api.ResetUserRequest
+			if passwordStdin {
+				pw, err := readPassword(stdin)
+				if err != nil {
+					return err
+				}
+				req.Password = pw
+			}
+			resp, err := root.admin().ResetUser(ctx, args[0], req)
+			if err != nil {
+				return err
+			}
+			if root.json {
+				return printJSON(stdout, resp)
+			}
+			return printCredentials(stdout, "Reset", resp)
+		}),
+	}
 }
