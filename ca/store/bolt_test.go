@@ -1099,3 +1099,16 @@ func TestBoltLinger(t *testing.T) {
 		t.Errorf("10 writes during a linger took %d commits (%d ops), want 1", c, ops)
 	}
 }
+
+// TestBoltSyncs guards durability where a SIGKILL test cannot: the page
+// cache survives a killed process, so only the options show that commits
+// are fsynced. bbolt syncs each commit unless NoSync is set.
+func TestBoltSyncs(t *testing.T) {
+	b, _ := openTestBolt(t, BoltOptions{})
+	if b.db.NoSync {
+		t.Fatal("bbolt NoSync is set: commits would not be fsynced")
+	}
+	if b.db.NoGrowSync {
+		t.Fatal("bbolt NoGrowSync is set: file growth would not be fsynced")
+	}
+}
