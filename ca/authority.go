@@ -54,6 +54,11 @@ type Config struct {
 	MaxFailedLogins int
 	// LockoutDuration of that lock (default 15m).
 	LockoutDuration time.Duration
+	// SignInFailuresPerAddress failed sign-ins from one client address
+	// within SignInFailureWindow refuse further sign-ins from it until the
+	// window ends (defaults 20 and 10m; negative disables).
+	SignInFailuresPerAddress int
+	SignInFailureWindow      time.Duration
 	// EnrollTTL is how long an enrollment link is valid (default 24h).
 	EnrollTTL time.Duration
 	// Argon2 parameters for new password hashes (default DefaultArgon2).
@@ -80,6 +85,10 @@ func (c *Config) setDefaults() {
 	def(&c.SignInTTL, 12*time.Hour)
 	def(&c.LockoutDuration, 15*time.Minute)
 	def(&c.EnrollTTL, 24*time.Hour)
+	def(&c.SignInFailureWindow, 10*time.Minute)
+	if c.SignInFailuresPerAddress == 0 {
+		c.SignInFailuresPerAddress = 20
+	}
 	if c.MaxFailedLogins == 0 {
 		c.MaxFailedLogins = 5
 	}
@@ -131,6 +140,8 @@ type Authority struct {
 	dummyHash string
 	// decoded caches hot records by revision; see decodeCache.
 	decoded decodeCache
+	// throttle limits failed sign-ins per client address.
+	throttle addrThrottle
 
 	// Created reports whether this start made new CA keys.
 	Created bool
@@ -143,6 +154,7 @@ func New(cfg Config) (*Authority, error) {
 		return nil, err
 	}
 	a := &Authority{cfg: cfg, log: cfg.Logger, rand: cfg.Rand, clock: cfg.Clock}
+	a.throttle = addrThrottle{limit: max(cfg.SignInFailuresPerAddress, 0), window: cfg.SignInFailureWindow}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}

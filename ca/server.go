@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -297,6 +298,10 @@ func (s *Server) writeErr(w http.ResponseWriter, r *http.Request, err error) {
 		msg = "internal error in teleport-ca; the CA log has details (request id " + id + ")"
 	}
 	msg = strings.TrimPrefix(msg, "ca: ")
+	var te *ThrottledError
+	if errors.As(err, &te) {
+		w.Header().Set("Retry-After", strconv.Itoa(int(te.RetryAfter.Seconds())+1))
+	}
 	writeJSON(w, status, api.Error{Code: code, Message: msg})
 }
 
@@ -304,7 +309,10 @@ func classify(err error) (int, string) {
 	var le *LockedError
 	var pe *PolicyError
 	var mbe *http.MaxBytesError
+	var te *ThrottledError
 	switch {
+	case errors.As(err, &te):
+		return http.StatusTooManyRequests, api.CodeTooMany
 	case errors.As(err, &mbe):
 		return http.StatusRequestEntityTooLarge, api.CodeTooLarge
 	case errors.Is(err, ErrInvalid):

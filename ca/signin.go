@@ -67,6 +67,14 @@ func (a *Authority) Login(ctx context.Context, req api.LoginRequest, remote stri
 	now := a.now()
 	fail := func(reason string, err error) (api.LoginResponse, error) {
 		_ = a.auditLogin(ctx, req.User, remote, false, reason, now) // logged; refused either way
+		a.countFailure(ctx, remote, now)
+		return api.LoginResponse{}, err
+	}
+	// A throttled address is refused before any hashing, and the refusal
+	// is not audited one by one: the start of throttling is (see
+	// countFailure), so a flood cannot grow the audit log without bound.
+	if err := a.throttle.check(remote, now); err != nil {
+		a.log.Debug("sign-in refused: address throttled", "remote", remote)
 		return api.LoginResponse{}, err
 	}
 	if ValidateUserName(req.User) != nil {
@@ -159,6 +167,7 @@ func (a *Authority) loginFailed(ctx context.Context, name, remote, reason string
 		return api.LoginResponse{}, err
 	}
 	_ = a.auditLogin(ctx, name, remote, false, reason, now) // logged; refused either way
+	a.countFailure(ctx, remote, now)
 	if lockedNow {
 		if err := a.auditAdmin(ctx, "user.lock", name, "ca", map[string]string{"reason": u.LockReason, "until": u.LockedUntil.Format(time.RFC3339)}); err != nil {
 			return api.LoginResponse{}, err
@@ -266,4 +275,22 @@ func (a *Authority) endSessionsOf(ctx context.Context, user string) error {
 		}
 	}
 	return nil
+}
+
+// countFailure counts a failed sign-in against the client's address and
+// audits the moment the address becomes throttled.
+func (a *Authority) countFailure(ctx context.Context, remote string, now time.Time) {
+	if !a.throttle.fail(remote, now) {
+		return
+	}
+	ev := a.newEvent("signin.throttle", now)
+	ev.Remote, ev.Success = remote, false
+	ev.Fields = map[string]string{
+		"failures": strconv.Itoa(a.throttle.limit),
+		"until":    now.Add(a.throttle.window).UTC().Format(time.RFC3339),
+	}
+	if err := a.writeEvent(ctx, ev); err != nil {
+		a.log.Error("audit write failed", "err", err, "type", ev.Type)
+	}
+	a.log.Warn("sign-ins from an address throttled", "remote", remote, "failures", a.throttle.limit, "window", a.throttle.window)
 }

@@ -98,6 +98,7 @@ const (
 	CodeNotFound       = "not_found"
 	CodeExists         = "exists"
 	CodeTooLarge       = "too_large"
+	CodeTooMany        = "too_many_requests" // throttled; see Retry-After
 	CodeInternal       = "internal"
 )
 

@@ -37,6 +37,8 @@ type options struct {
 	signInTTL     time.Duration
 	maxFailed     int
 	lockout       time.Duration
+	addrLimit     int
+	addrWindow    time.Duration
 	recordingMode string
 	argonTime     uint
 	argonMemory   uint
@@ -61,6 +63,8 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.signInTTL, "signin-ttl", 12*time.Hour, "sign-in session lifetime")
 	fs.IntVar(&o.maxFailed, "max-failed-logins", 5, "failed sign-ins in a row that lock an account")
 	fs.DurationVar(&o.lockout, "lockout", 15*time.Minute, "how long that lock lasts")
+	fs.IntVar(&o.addrLimit, "signin-limit", 20, "failed sign-ins from one client address within --signin-limit-window that refuse further sign-ins from it until the window ends (-1 disables)")
+	fs.DurationVar(&o.addrWindow, "signin-limit-window", 10*time.Minute, "window of --signin-limit")
 	fs.StringVar(&o.recordingMode, "recording-mode", "proxy", `"proxy": nodes trust only the session CA, so every login passes the recording proxy; "off": nodes trust the user CA`)
 	fs.UintVar(&o.argonTime, "argon2-time", uint(ca.DefaultArgon2.Time), "argon2id passes for new password hashes")
 	fs.UintVar(&o.argonMemory, "argon2-memory", uint(ca.DefaultArgon2.MemoryKiB), "argon2id memory in KiB for new password hashes")
@@ -103,18 +107,20 @@ func (o *options) authorityConfig(log *slog.Logger) (ca.Config, error) {
 		return ca.Config{}, errors.New("argon2 parameters out of range")
 	}
 	return ca.Config{
-		DataDir:         o.dataDir,
-		KeyType:         ca.KeyType(o.keyType),
-		Logger:          log,
-		LoginPattern:    o.loginPattern,
-		DefaultUserTTL:  o.userTTL,
-		HostTTL:         o.hostTTL,
-		SignInTTL:       o.signInTTL,
-		MaxFailedLogins: o.maxFailed,
-		LockoutDuration: o.lockout,
-		RecordingMode:   o.recordingMode,
-		PublicURL:       o.publicBase(),
-		Argon2:          ca.Argon2Params{Time: uint32(o.argonTime), MemoryKiB: uint32(o.argonMemory), Threads: uint8(o.argonThreads)},
+		DataDir:                  o.dataDir,
+		KeyType:                  ca.KeyType(o.keyType),
+		Logger:                   log,
+		LoginPattern:             o.loginPattern,
+		DefaultUserTTL:           o.userTTL,
+		HostTTL:                  o.hostTTL,
+		SignInTTL:                o.signInTTL,
+		MaxFailedLogins:          o.maxFailed,
+		LockoutDuration:          o.lockout,
+		SignInFailuresPerAddress: o.addrLimit,
+		SignInFailureWindow:      o.addrWindow,
+		RecordingMode:            o.recordingMode,
+		PublicURL:                o.publicBase(),
+		Argon2:                   ca.Argon2Params{Time: uint32(o.argonTime), MemoryKiB: uint32(o.argonMemory), Threads: uint8(o.argonThreads)},
 	}, nil
 }
 
