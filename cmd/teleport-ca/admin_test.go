@@ -6,7 +6,9 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/opensshca/suite/internal/testbin"
@@ -101,5 +103,66 @@ func TestAdminSocketRefusesOthers(t *testing.T) {
 	cmd.Env = testbin.Environ()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Errorf("caadm as root: %v\n%s", err, out)
+	}
+}
+
+// TestAdminSocketGroup: with --admin-group, the socket is 0660 with that
+// group, a member (here by supplementary group) may administer, and a
+// non-member is refused by the mode and, if the mode is loosened, by the
+// server. Uses the existing group "users", so the machine is not changed.
+func TestAdminSocketGroup(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: runs caadm as user nobody with setpriv")
+	}
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("needs setpriv (util-linux) to run caadm as user nobody")
+	}
+	grp, err := user.LookupGroup("users")
+	if err != nil {
+		t.Skipf("needs group users: %v", err)
+	}
+	caadm := testbin.Build(t, testbin.TeleportCA, testbin.Caadm)["caadm"]
+	if err := worldReachable(caadm); err != nil {
+		t.Skipf("nobody cannot run the test binaries: %v", err)
+	}
+	sockDir, err := os.MkdirTemp("/tmp", "tca-admin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	chmod(t, sockDir, 0o755)
+	c := testbin.Start(t, testbin.Config{AdminSocket: filepath.Join(sockDir, "admin.sock"), Args: []string{"--admin-group", "users"}})
+
+	fi, err := os.Stat(c.AdminSocket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if fi.Mode().Perm() != 0o660 || strconv.Itoa(int(st.Gid)) != grp.Gid {
+		t.Fatalf("socket mode %v gid %d, want 0660 and group users (%s)", fi.Mode().Perm(), st.Gid, grp.Gid)
+	}
+	asNobody := func(groups string) (string, error) {
+		args := []string{"--reuid", "nobody", "--regid", "nogroup"}
+		if groups == "" {
+			args = append(args, "--clear-groups")
+		} else {
+			args = append(args, "--groups", groups)
+		}
+		cmd := exec.Command(setpriv, append(args, caadm, "--socket", c.AdminSocket, "users", "ls")...)
+		cmd.Env = testbin.Environ()
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := asNobody(grp.Gid); err != nil {
+		t.Fatalf("member of the admin group (supplementary) refused: %v\n%s", err, out)
+	}
+	if out, err := asNobody(""); err == nil || !strings.Contains(out, "permission denied") {
+		t.Fatalf("non-member on a 0660 socket: %v %q, want permission denied", err, out)
+	}
+	chmod(t, c.AdminSocket, 0o666)
+	if out, err := asNobody(""); err == nil || !strings.Contains(out, "may not administer") {
+		t.Fatalf("non-member on a loosened socket: %v %q, want the server's refusal", err, out)
 	}
 }
