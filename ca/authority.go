@@ -69,6 +69,9 @@ type Config struct {
 	// RecordingMode is "proxy" (default: nodes trust only the session CA)
 	// or "off" (nodes trust the user CA).
 	RecordingMode string
+	// ProxyAddr is the proxy's public "host:port" that clients are told
+	// (until proxies register themselves; see the proxy issue).
+	ProxyAddr string
 	// TOTPIssuer names the cluster in authenticator apps (default
 	// "teleport-ca").
 	TOTPIssuer string

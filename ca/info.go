@@ -18,5 +18,6 @@ func (a *Authority) Info() api.CAInfo {
 		Pin:           a.Pin(),
 		TLSRoot:       string(a.keys.tls.PEM()),
 		RecordingMode: a.cfg.RecordingMode,
+		ProxyAddr:     a.cfg.ProxyAddr,
 	}
 }

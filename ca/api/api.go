@@ -123,6 +123,10 @@ type CAInfo struct {
 	TLSRoot string `json:"tls_root"`
 	// RecordingMode is "proxy" or "off".
 	RecordingMode string `json:"recording_mode"`
+	// ProxyAddr is the public "host:port" of the cluster's SSH proxy, or
+	// empty while no proxy has registered (or the CA was started with
+	// --proxy-addr unset).
+	ProxyAddr string `json:"proxy_addr,omitempty"`
 }
 
 // LoginRequest signs in with password and TOTP code.

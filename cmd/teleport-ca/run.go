@@ -40,6 +40,7 @@ type options struct {
 	addrLimit     int
 	addrWindow    time.Duration
 	recordingMode string
+	proxyAddr     string
 	argonTime     uint
 	argonMemory   uint
 	argonThreads  uint
@@ -66,6 +67,7 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.IntVar(&o.addrLimit, "signin-limit", 20, "failed sign-ins from one client address within --signin-limit-window that refuse further sign-ins from it until the window ends (-1 disables)")
 	fs.DurationVar(&o.addrWindow, "signin-limit-window", 10*time.Minute, "window of --signin-limit")
 	fs.StringVar(&o.recordingMode, "recording-mode", "proxy", `"proxy": nodes trust only the session CA, so every login passes the recording proxy; "off": nodes trust the user CA`)
+	fs.StringVar(&o.proxyAddr, "proxy-addr", "", "public host:port of the SSH proxy that teleport-keyhelper config points clients at")
 	fs.UintVar(&o.argonTime, "argon2-time", uint(ca.DefaultArgon2.Time), "argon2id passes for new password hashes")
 	fs.UintVar(&o.argonMemory, "argon2-memory", uint(ca.DefaultArgon2.MemoryKiB), "argon2id memory in KiB for new password hashes")
 	fs.UintVar(&o.argonThreads, "argon2-threads", uint(ca.DefaultArgon2.Threads), "argon2id lanes for new password hashes")
