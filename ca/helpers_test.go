@@ -23,8 +23,12 @@ type fakeClock struct {
 	t  time.Time
 }
 
+// newFakeClock starts at the real time, aligned 10 s into a TOTP step so
+// that Advance(30*time.Second) crosses exactly one step. It must not start
+// at a fixed date: tests that serve real TLS issue certificates from this
+// clock, and real clients check them against the real time.
 func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2026, 11, 21, 7, 0, 10, 0, time.UTC)}
+	return &fakeClock{t: time.Now().UTC().Truncate(30 * time.Second).Add(10 * time.Second)}
 }
 
 func (c *fakeClock) Now() time.Time {

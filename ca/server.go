@@ -3,6 +3,7 @@ package ca
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -92,7 +93,17 @@ func (s *Server) httpServer(h http.Handler) *http.Server {
 }
 
 func (s *Server) tlsConfig() (*tls.Config, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+	// Devices (and later nodes and proxies) authenticate with client
+	// certificates from the TLS root; browsers and the plain API send
+	// none, so one is verified only if given.
+	clients := x509.NewCertPool()
+	clients.AddCert(s.a.keys.tls.cert)
+	tc := &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		NextProtos: []string{"h2", "http/1.1"},
+		ClientAuth: tls.VerifyClientCertIfGiven,
+		ClientCAs:  clients,
+	}
 	if s.cfg.TLSCertFile != "" || s.cfg.TLSKeyFile != "" {
 		fc := &fileCert{cert: s.cfg.TLSCertFile, key: s.cfg.TLSKeyFile}
 		if _, err := fc.get(nil); err != nil {
@@ -215,6 +226,7 @@ func (s *Server) publicHandler() http.Handler {
 	m.HandleFunc("POST "+api.PathLogin, s.handleLogin)
 	m.HandleFunc("POST "+api.PathLogout, s.handleLogout)
 	m.HandleFunc("POST "+api.PathUserCert, s.handleUserCert)
+	s.mountDevices(m)
 	return securityHeaders(m)
 }
 
@@ -323,7 +335,7 @@ func classify(err error) (int, string) {
 		return http.StatusUnauthorized, api.CodeSessionExpired
 	case errors.As(err, &le):
 		return http.StatusForbidden, api.CodeLocked
-	case errors.As(err, &pe), errors.Is(err, ErrNotEnrolled), errors.Is(err, ErrBadToken):
+	case errors.As(err, &pe), errors.Is(err, ErrNotEnrolled), errors.Is(err, ErrBadToken), errors.Is(err, ErrBadDevice):
 		return http.StatusForbidden, api.CodeForbidden
 	case errors.Is(err, ErrNotFound):
 		return http.StatusNotFound, api.CodeNotFound

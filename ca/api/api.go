@@ -26,6 +26,13 @@ const (
 	PathUserCert = Version + "/certs/user" // POST SignUserRequest, bearer: Cert
 )
 
+// Device endpoints (HTTPS). Register takes a keyhelper token; the others
+// authenticate the device by its TLS client certificate.
+const (
+	PathDeviceRegister = Version + "/devices/register" // POST RegisterDeviceRequest: DeviceIdentity
+	PathDeviceRenew    = Version + "/devices/renew"    // POST, client certificate: DeviceIdentity
+)
+
 // Admin endpoints (Unix socket, --admin-socket). {name} and {id} are path
 // segments.
 const (
@@ -310,4 +317,33 @@ type IssuedCert struct {
 	Fingerprint string    `json:"fingerprint"`
 	Issued      time.Time `json:"issued"`
 	Requester   string    `json:"requester,omitempty"`
+}
+
+// RegisterDeviceRequest exchanges a single-use keyhelper token for a device
+// identity. The device makes its own key; only the public half travels.
+type RegisterDeviceRequest struct {
+	Token string `json:"token"`
+	// User is the daemon's --auth: the token's user.
+	User string `json:"user"`
+	// PublicKey is a PEM "PUBLIC KEY" (PKIX) block, ECDSA P-256 or ed25519.
+	PublicKey string `json:"public_key"`
+}
+
+// DeviceIdentity is a device's TLS client certificate.
+type DeviceIdentity struct {
+	DeviceID    string    `json:"device_id"`
+	User        string    `json:"user"`
+	Certificate string    `json:"certificate"` // PEM
+	TLSRoot     string    `json:"tls_root"`    // PEM of the root that signed it
+	Expires     time.Time `json:"expires"`
+}
+
+// Device is the view of a registered keyhelper device.
+type Device struct {
+	ID       string    `json:"id"`
+	User     string    `json:"user"`
+	Created  time.Time `json:"created"`
+	Expires  time.Time `json:"expires"`
+	LastSeen time.Time `json:"last_seen,omitzero"`
+	Revoked  bool      `json:"revoked,omitempty"`
 }
