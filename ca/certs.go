@@ -21,6 +21,9 @@ type UserCertRequest struct {
 	TTL       time.Duration // zero: default
 	Logins    []string      // empty: all the roles allow
 	Requester string        // for the record: "session", "admin(uid=0)"
+	// MaxTTL caps the lifetime further (the rest of a sign-in session);
+	// zero means no cap beyond the roles' and the hard cap.
+	MaxTTL time.Duration
 }
 
 // IssueUserCert issues a user certificate: KeyId is the user name,
@@ -51,9 +54,13 @@ func (a *Authority) issueForUser(ctx context.Context, u *userRecord, req UserCer
 	if err != nil {
 		return nil, err
 	}
+	maxTTL := g.maxTTL
+	if req.MaxTTL > 0 && (maxTTL == 0 || req.MaxTTL < maxTTL) {
+		maxTTL = req.MaxTTL
+	}
 	is := &issuance{
 		kind: kindUser, pub: req.PublicKey, keyID: u.Name, user: u.Name,
-		ttl: req.TTL, maxTTL: g.maxTTL, requester: req.Requester,
+		ttl: req.TTL, maxTTL: maxTTL, requester: req.Requester,
 		principals: principals,
 		perms:      ssh.Permissions{Extensions: g.perms},
 	}
@@ -90,7 +97,7 @@ func (a *Authority) narrow(allowed, want []string, user string) ([]string, error
 
 // SignWithSession issues a user certificate within a sign-in session.
 func (a *Authority) SignWithSession(ctx context.Context, token string, req api.SignUserRequest) (*ssh.Certificate, error) {
-	u, _, err := a.sessionUser(ctx, token)
+	u, sess, err := a.sessionUser(ctx, token)
 	if err != nil {
 		return nil, err
 	}
@@ -98,8 +105,10 @@ func (a *Authority) SignWithSession(ctx context.Context, token string, req api.S
 	if err != nil {
 		return nil, err
 	}
+	// A certificate does not outlive the sign-in it was issued under.
 	return a.issueForUser(ctx, u, UserCertRequest{
 		User: u.Name, PublicKey: pub, TTL: time.Duration(req.TTL), Logins: req.Logins, Requester: u.Name,
+		MaxTTL: sess.Expires.Sub(a.now()),
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/opensshca/suite/ca/api"
 )
@@ -12,6 +13,65 @@ import (
 func (s *Server) mountDevices(m *http.ServeMux) {
 	m.HandleFunc("POST "+api.PathDeviceRegister, s.handleDeviceRegister)
 	m.HandleFunc("POST "+api.PathDeviceRenew, s.handleDeviceRenew)
+	m.HandleFunc("GET "+api.PathDeviceSignIn, s.handleDeviceSignIn)
+	m.HandleFunc("POST "+api.PathDeviceCert, s.handleDeviceCert)
+}
+
+// device authenticates the request's client certificate, or writes the
+// refusal and returns nil.
+func (s *Server) device(w http.ResponseWriter, r *http.Request) *device {
+	d, err := s.a.authenticateDevice(r.Context(), clientLeaf(r))
+	if err != nil {
+		s.writeErr(w, r, err)
+		return nil
+	}
+	return d
+}
+
+func (s *Server) handleDeviceSignIn(w http.ResponseWriter, r *http.Request) {
+	d := s.device(w, r)
+	if d == nil {
+		return
+	}
+	q := r.URL.Query()
+	have := api.SignInState{SignedIn: q.Get("signed_in") == "true"}
+	if v := q.Get("expires"); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			s.writeErr(w, r, invalidf("expires %q is not an RFC 3339 time", v))
+			return
+		}
+		have.Expires = t
+	}
+	wait := MaxSignInWait
+	if v := q.Get("wait"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			s.writeErr(w, r, invalidf("wait %q is not a duration", v))
+			return
+		}
+		wait = d
+	}
+	st, err := s.a.WaitSignIn(r.Context(), d, have, wait)
+	s.reply(w, r, st, err)
+}
+
+func (s *Server) handleDeviceCert(w http.ResponseWriter, r *http.Request) {
+	d := s.device(w, r)
+	if d == nil {
+		return
+	}
+	req, err := readRequest[api.DeviceCertRequest](w, r)
+	if err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	c, err := s.a.IssueDeviceCert(r.Context(), d, req)
+	if err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, CertView(c))
 }
 
 func (s *Server) handleDeviceRegister(w http.ResponseWriter, r *http.Request) {

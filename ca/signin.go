@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/opensshca/suite/ca/api"
@@ -200,7 +201,26 @@ func (a *Authority) newSession(ctx context.Context, user, remote string, now tim
 	if _, err := a.store.Create(ctx, sessionKey(tok), b); err != nil {
 		return api.LoginResponse{}, err
 	}
+	// The per-user index comes second: whoever sees it (a device waiting
+	// for the user to sign in) finds the session already there.
+	idx, _ := json.Marshal(signinIndex{Expires: s.Expires})
+	if _, err := a.store.Create(ctx, signinKey(user, tok), idx); err != nil {
+		_ = a.store.Delete(ctx, sessionKey(tok))
+		return api.LoginResponse{}, err
+	}
 	return api.LoginResponse{User: user, Session: tok, Expires: s.Expires}, nil
+}
+
+// signinIndex is stored under "signins/<user>/<session hash>", so that a
+// user's sign-ins can be listed and watched without reading every session.
+type signinIndex struct {
+	Expires time.Time `json:"expires"`
+}
+
+func signinPrefix(user string) string { return "signins/" + user + "/" }
+
+func signinKey(user, token string) string {
+	return signinPrefix(user) + strings.TrimPrefix(sessionKey(token), "sessions/")
 }
 
 // sessionUser resolves a sign-in session token to its live, unlocked user.
@@ -238,20 +258,37 @@ func (a *Authority) sessionUser(ctx context.Context, token string) (*userRecord,
 
 // Logout ends a sign-in session.
 func (a *Authority) Logout(ctx context.Context, token, remote string) error {
-	u, _, err := a.sessionUser(ctx, token)
-	if err != nil && !isLocked(err) {
+	if token == "" || len(token) > 128 {
+		return ErrSessionExpired
+	}
+	it, err := a.store.Get(ctx, sessionKey(token))
+	if errors.Is(err, store.ErrNotFound) {
+		return ErrSessionExpired
+	}
+	if err != nil {
 		return err
 	}
-	if err := a.store.Delete(ctx, sessionKey(token)); err != nil && !errors.Is(err, store.ErrNotFound) {
-		return err
+	var sess session
+	if err := json.Unmarshal(it.Value, &sess); err != nil {
+		return fmt.Errorf("ca: damaged session record: %w", err)
 	}
-	name := ""
-	if u != nil {
-		name = u.Name
+	if err := a.endSession(ctx, sess.User, strings.TrimPrefix(it.Key, "sessions/")); err != nil {
+		return err
 	}
 	ev := a.newEvent("user.logout", a.now())
-	ev.User, ev.Actor, ev.Success, ev.Remote = name, name, true, remote
+	ev.User, ev.Actor, ev.Success, ev.Remote = sess.User, sess.User, true, remote
 	return a.writeEvent(ctx, ev)
+}
+
+// endSession deletes one session: the index first, so that a device
+// watching it learns of the end before the session is gone.
+func (a *Authority) endSession(ctx context.Context, user, hash string) error {
+	for _, k := range []string{signinPrefix(user) + hash, "sessions/" + hash} {
+		if err := a.store.Delete(ctx, k); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+	}
+	return nil
 }
 
 func isLocked(err error) bool {
@@ -261,20 +298,37 @@ func isLocked(err error) bool {
 
 // endSessionsOf deletes every sign-in session of a user.
 func (a *Authority) endSessionsOf(ctx context.Context, user string) error {
-	items, _, err := a.store.List(ctx, "sessions/")
+	items, _, err := a.store.List(ctx, signinPrefix(user))
 	if err != nil {
 		return err
 	}
 	for _, it := range items {
-		var s session
-		if json.Unmarshal(it.Value, &s) == nil && s.User != user {
-			continue
-		}
-		if err := a.store.Delete(ctx, it.Key); err != nil && !errors.Is(err, store.ErrNotFound) {
+		if err := a.endSession(ctx, user, strings.TrimPrefix(it.Key, signinPrefix(user))); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// SignInState reports whether user has a live sign-in session, until when
+// (the latest expiry), and the store revision the answer reflects.
+func (a *Authority) SignInState(ctx context.Context, user string) (api.SignInState, int64, error) {
+	items, rev, err := a.store.List(ctx, signinPrefix(user))
+	if err != nil {
+		return api.SignInState{}, 0, err
+	}
+	now := a.now()
+	var st api.SignInState
+	for _, it := range items {
+		var idx signinIndex
+		if err := json.Unmarshal(it.Value, &idx); err != nil {
+			return api.SignInState{}, 0, fmt.Errorf("ca: %s: damaged record: %w", it.Key, err)
+		}
+		if now.Before(idx.Expires) && idx.Expires.After(st.Expires) {
+			st.SignedIn, st.Expires = true, idx.Expires
+		}
+	}
+	return st, rev, nil
 }
 
 // countFailure counts a failed sign-in against the client's address and

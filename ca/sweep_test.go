@@ -23,21 +23,21 @@ func TestSweep(t *testing.T) {
 	}
 	count := func() int {
 		n := 0
-		for _, p := range []string{"sessions/", "tokens/", "enroll/"} {
+		for _, p := range []string{"signins/", "sessions/", "tokens/", "enroll/"} {
 			items, _, _ := a.store.List(ctx, p)
 			n += len(items)
 		}
 		return n
 	}
-	if n, err := a.Sweep(ctx); err != nil || n != 0 || count() != 3 {
-		t.Fatalf("sweep before expiry removed %d (%v); %d left, want 3", n, err, count())
+	if n, err := a.Sweep(ctx); err != nil || n != 0 || count() != 4 {
+		t.Fatalf("sweep before expiry removed %d (%v); %d left, want 4", n, err, count())
 	}
 	clk.Advance(2 * time.Hour) // token expired
 	if n, _ := a.Sweep(ctx); n != 1 {
 		t.Fatalf("after 2h swept %d, want the token", n)
 	}
-	clk.Advance(24 * time.Hour) // session and enrollment expired
-	if n, _ := a.Sweep(ctx); n != 2 || count() != 0 {
+	clk.Advance(24 * time.Hour) // session (and its index) and enrollment expired
+	if n, _ := a.Sweep(ctx); n != 3 || count() != 0 {
 		t.Fatalf("after 26h swept %d, %d left", n, count())
 	}
 	if recs, _ := a.Audit(ctx, AuditFilter{}); len(recs) == 0 {

@@ -31,6 +31,11 @@ const (
 const (
 	PathDeviceRegister = Version + "/devices/register" // POST RegisterDeviceRequest: DeviceIdentity
 	PathDeviceRenew    = Version + "/devices/renew"    // POST, client certificate: DeviceIdentity
+	// PathDeviceSignIn answers at once when the user's sign-in state
+	// differs from ?signed_in=&expires= (RFC 3339), else waits up to
+	// ?wait= (default and cap 25s) for it to change.
+	PathDeviceSignIn = Version + "/devices/signin" // GET, client certificate: SignInState
+	PathDeviceCert   = Version + "/devices/cert"   // POST DeviceCertRequest, client certificate: Cert
 )
 
 // Admin endpoints (Unix socket, --admin-socket). {name} and {id} are path
@@ -346,4 +351,19 @@ type Device struct {
 	Expires  time.Time `json:"expires"`
 	LastSeen time.Time `json:"last_seen,omitzero"`
 	Revoked  bool      `json:"revoked,omitempty"`
+}
+
+// SignInState says whether a user has a live sign-in session.
+type SignInState struct {
+	SignedIn bool `json:"signed_in"`
+	// Expires is when the latest live sign-in ends; zero when signed out.
+	Expires time.Time `json:"expires,omitzero"`
+}
+
+// DeviceCertRequest asks, from a registered device, for a user
+// certificate within the user's live sign-in.
+type DeviceCertRequest struct {
+	// PublicKey in authorized_keys form.
+	PublicKey string   `json:"public_key"`
+	TTL       Duration `json:"ttl,omitempty"`
 }
