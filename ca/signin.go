@@ -291,11 +291,6 @@ func (a *Authority) endSession(ctx context.Context, user, hash string) error {
 	return nil
 }
 
-func isLocked(err error) bool {
-	var le *LockedError
-	return errors.As(err, &le)
-}
-
 // endSessionsOf deletes every sign-in session of a user.
 func (a *Authority) endSessionsOf(ctx context.Context, user string) error {
 	items, _, err := a.store.List(ctx, signinPrefix(user))
