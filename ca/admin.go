@@ -32,6 +32,13 @@ func (s *Server) adminHandler() http.Handler {
 	})
 	m.HandleFunc("GET "+api.PathAdminAudit, s.adminAudit)
 	m.HandleFunc("GET "+api.PathAdminCerts, s.adminCerts)
+	m.HandleFunc("GET "+api.PathAdminDevices, func(w http.ResponseWriter, r *http.Request) {
+		v, err := s.a.Devices(r.Context(), r.URL.Query().Get("user"))
+		s.reply(w, r, v, err)
+	})
+	m.HandleFunc("POST "+api.PathAdminDevice+"{user}/{id}/revoke", func(w http.ResponseWriter, r *http.Request) {
+		s.reply(w, r, struct{}{}, s.a.RevokeDevice(r.Context(), r.PathValue("user"), r.PathValue("id"), actor(r)))
+	})
 	return s.requireAdmin(m)
 }
 

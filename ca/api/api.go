@@ -41,16 +41,18 @@ const (
 // Admin endpoints (Unix socket, --admin-socket). {name} and {id} are path
 // segments.
 const (
-	PathAdminUsers  = Version + "/admin/users"   // GET: []User; POST AddUserRequest: AddUserResponse
-	PathAdminUser   = Version + "/admin/users/"  // + {name}: DELETE; + {name}/lock POST LockRequest; + {name}/unlock POST
-	PathAdminRoles  = Version + "/admin/roles"   // GET: []Role; POST Role: Role
-	PathAdminRole   = Version + "/admin/roles/"  // + {name}: DELETE
-	PathAdminTokens = Version + "/admin/tokens"  // GET: []Token; POST AddTokenRequest: AddTokenResponse
-	PathAdminToken  = Version + "/admin/tokens/" // + {id}: DELETE
-	PathAdminSign   = Version + "/admin/sign"    // POST AdminSignRequest: Cert
-	PathAdminCA     = Version + "/admin/ca"      // GET: CAInfo
-	PathAdminAudit  = Version + "/admin/audit"   // GET ?user=&type=&since=RFC3339&limit=N: []AuditEvent
-	PathAdminCerts  = Version + "/admin/certs"   // GET ?user=&serial=: []IssuedCert
+	PathAdminUsers   = Version + "/admin/users"    // GET: []User; POST AddUserRequest: AddUserResponse
+	PathAdminUser    = Version + "/admin/users/"   // + {name}: DELETE; + {name}/lock POST LockRequest; + {name}/unlock POST
+	PathAdminRoles   = Version + "/admin/roles"    // GET: []Role; POST Role: Role
+	PathAdminRole    = Version + "/admin/roles/"   // + {name}: DELETE
+	PathAdminTokens  = Version + "/admin/tokens"   // GET: []Token; POST AddTokenRequest: AddTokenResponse
+	PathAdminToken   = Version + "/admin/tokens/"  // + {id}: DELETE
+	PathAdminSign    = Version + "/admin/sign"     // POST AdminSignRequest: Cert
+	PathAdminCA      = Version + "/admin/ca"       // GET: CAInfo
+	PathAdminAudit   = Version + "/admin/audit"    // GET ?user=&type=&since=RFC3339&limit=N: []AuditEvent
+	PathAdminCerts   = Version + "/admin/certs"    // GET ?user=&serial=: []IssuedCert
+	PathAdminDevices = Version + "/admin/devices"  // GET ?user=: []Device
+	PathAdminDevice  = Version + "/admin/devices/" // + {user}/{id}/revoke: POST
 )
 
 // BearerPrefix starts the Authorization header that carries a sign-in

@@ -198,3 +198,27 @@ func withQuery(path string, q url.Values) string {
 	}
 	return path + "?" + q.Encode()
 }
+
+// Devices lists registered keyhelper devices, of one user or all.
+func (c *Client) Devices(ctx context.Context, user string) ([]api.Device, error) {
+	var out []api.Device
+	p := api.PathAdminDevices
+	if user != "" {
+		p += "?user=" + url.QueryEscape(user)
+	}
+	err := c.do(ctx, http.MethodGet, p, nil, &out)
+	return out, err
+}
+
+// RevokeDevice revokes a device: its identity stops working at once.
+func (c *Client) RevokeDevice(ctx context.Context, user, id string) error {
+	p, err := segment("user name", api.PathAdminDevice, user, "/")
+	if err != nil {
+		return err
+	}
+	p2, err := segment("device id", p, id, "/revoke")
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, http.MethodPost, p2, nil, nil)
+}

@@ -158,6 +158,14 @@ func (c *Client) SignUser(ctx context.Context, session string, req api.SignUserR
 	return out, err
 }
 
+// RegisterDevice exchanges a keyhelper token and the device's public key
+// for a device identity.
+func (c *Client) RegisterDevice(ctx context.Context, req api.RegisterDeviceRequest) (api.DeviceIdentity, error) {
+	var out api.DeviceIdentity
+	err := c.do(ctx, http.MethodPost, api.PathDeviceRegister, req, &out)
+	return out, err
+}
+
 // do sends in (if not nil) as JSON and decodes a 2xx answer into out (if
 // not nil). A non-2xx answer is returned as an *api.Error.
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {

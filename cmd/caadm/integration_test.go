@@ -3,8 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -166,6 +171,32 @@ func TestAgainstRealCA(t *testing.T) {
 	out = mustCaadm(t, c, "another-password\n", "users", "reset", "alice", "--password-stdin")
 	if !strings.Contains(out, "otpauth://") || !strings.Contains(out, "active") {
 		t.Errorf("users reset --password-stdin output:\n%s", out)
+	}
+
+	// Devices: register one over HTTPS with a keyhelper token from caadm,
+	// list it, revoke it.
+	out = mustCaadm(t, c, "", "tokens", "add", "--role", "keyhelper", "--user", "alice")
+	lines = strings.Split(strings.TrimSpace(out), "\n")
+	dk, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(&dk.PublicKey)
+	ident, err := c.HTTPS().RegisterDevice(context.Background(), api.RegisterDeviceRequest{
+		Token: lines[len(lines)-1], User: "alice",
+		PublicKey: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})),
+	})
+	if err != nil {
+		t.Fatalf("register device: %v", err)
+	}
+	if out := mustCaadm(t, c, "", "devices", "ls", "--user", "alice"); !strings.Contains(out, ident.DeviceID) || !strings.Contains(out, "active") {
+		t.Errorf("devices ls:\n%s", out)
+	}
+	mustCaadm(t, c, "", "devices", "revoke", "alice", ident.DeviceID)
+	var devs []api.Device
+	json.Unmarshal([]byte(mustCaadm(t, c, "", "devices", "ls", "--json")), &devs)
+	if len(devs) != 1 || !devs[0].Revoked {
+		t.Errorf("after revoke: %+v", devs)
+	}
+	if code, _, errs := caadmRun(t, c, "", "devices", "revoke", "alice", "0000000000000000"); code != 1 || !strings.Contains(errs, "not found") {
+		t.Errorf("revoke unknown device: exit %d %q", code, errs)
 	}
 
 	// Lock, unlock, remove.

@@ -43,6 +43,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		newCACmd(cfg, stdout),
 		newAuditCmd(cfg, stdout),
 		newCertsCmd(cfg, stdout),
+		newDevicesCmd(cfg, stdout),
 	}
 	// Flag errors and usage text land here; usage is shown only on -h, so
 	// that a failure stays one line.
