@@ -80,6 +80,9 @@ type Bolt struct {
 	commits atomic.Int64
 	pending atomic.Int64
 	written atomic.Int64 // ops in committed transactions
+	// busy: the last batch carried more than one op, so the next one
+	// lingers (see BoltOptions.Linger). Only the writer sets it.
+	busy atomic.Bool
 
 	mu       sync.Mutex // guards the fields below
 	rev      int64      // last published revision
@@ -379,15 +382,14 @@ func (b *Bolt) enqueue(ctx context.Context, o *op) error {
 func (b *Bolt) writer() {
 	defer close(b.writerDone)
 	batch := make([]*op, 0, maxBatchOps)
-	busy := false
 	for o := range b.ops {
-		if busy && b.linger > 0 {
+		if b.busy.Load() && b.linger > 0 {
 			// Under load, let more writers join this commit: one fsync
 			// then serves more of them. Idle, an op commits at once.
 			time.Sleep(b.linger)
 		}
 		batch = b.drain(append(batch[:0], o))
-		busy = len(batch) > 1
+		b.busy.Store(len(batch) > 1)
 		b.commit(batch)
 		clear(batch)
 	}
