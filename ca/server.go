@@ -227,6 +227,7 @@ func (s *Server) publicHandler() http.Handler {
 	m.HandleFunc("POST "+api.PathLogout, s.handleLogout)
 	m.HandleFunc("POST "+api.PathUserCert, s.handleUserCert)
 	s.mountDevices(m)
+	s.mountWeb(m) // the web pages: /, /account, /enroll/{token}, /assets/
 	return securityHeaders(m)
 }
 
@@ -235,6 +236,9 @@ func securityHeaders(h http.Handler) http.Handler {
 		w.Header().Set("Strict-Transport-Security", "max-age=31536000")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.Header().Set("Cache-Control", "no-store")
+		for k, v := range webHeaders { // CSP, framing, referrer: see web.go
+			w.Header().Set(k, v)
+		}
 		h.ServeHTTP(w, r)
 	})
 }
