@@ -113,6 +113,10 @@ func (a *Authority) ResetUser(ctx context.Context, name string, req api.ResetUse
 	if err := a.endSessionsOf(ctx, name); err != nil {
 		return resp, err
 	}
+	// A reset cancels earlier links too: one may have leaked.
+	if err := a.deleteEnrollmentsOf(ctx, name); err != nil {
+		return resp, err
+	}
 	now := a.now()
 	if u.Pending {
 		if resp.EnrollURL, resp.EnrollExpires, err = a.newEnrollment(ctx, name, now); err != nil {

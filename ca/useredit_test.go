@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,6 +102,14 @@ func TestResetUser(t *testing.T) {
 	if err != nil || resp.EnrollURL == "" || resp.User.Status != "pending" {
 		t.Fatalf("reset to pending: %+v, %v", resp, err)
 	}
+	first := resp.EnrollURL[strings.LastIndex(resp.EnrollURL, "/")+1:]
+	// A second reset cancels the first link (it may have leaked).
+	if _, err := a.ResetUser(ctx, "max", api.ResetUserRequest{}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Enrollment(ctx, first); !errors.Is(err, ErrBadEnrollment) {
+		t.Fatalf("the first link still works after another reset: %v", err)
+	}
 	clk.Advance(30 * time.Second)
 	if _, err := login(a, "max", "a new password", oathtool(t, secret, clk.Now())); !errors.Is(err, ErrNotEnrolled) {
 		t.Fatalf("after reset to pending: %v", err)
@@ -108,7 +117,27 @@ func TestResetUser(t *testing.T) {
 	if _, err := a.ResetUser(ctx, "max", api.ResetUserRequest{Password: "short"}, "test"); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("short password: %v", err)
 	}
-	if evs, _ := a.Audit(ctx, AuditFilter{Type: "user.reset"}); len(evs) != 2 {
-		t.Errorf("%d user.reset events, want 2", len(evs))
+	if evs, _ := a.Audit(ctx, AuditFilter{Type: "user.reset"}); len(evs) != 3 {
+		t.Errorf("%d user.reset events, want 3", len(evs))
+	}
+}
+
+// A link of a removed user does not enroll a later user of the same name.
+func TestRemoveUserCancelsEnrollment(t *testing.T) {
+	a, _ := newTestAuthority(t, nil)
+	ctx := context.Background()
+	resp, err := a.AddUser(ctx, api.AddUserRequest{Name: "ned", Logins: []string{"ned"}}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := resp.EnrollURL[strings.LastIndex(resp.EnrollURL, "/")+1:]
+	if err := a.RemoveUser(ctx, "ned", "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.AddUser(ctx, api.AddUserRequest{Name: "ned", Logins: []string{"root"}}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Enrollment(ctx, link); !errors.Is(err, ErrBadEnrollment) {
+		t.Fatalf("the removed user's link opens the new account: %v", err)
 	}
 }

@@ -233,6 +233,10 @@ func (a *Authority) RemoveUser(ctx context.Context, name, actor string) error {
 	if err := a.endSessionsOf(ctx, name); err != nil {
 		return err
 	}
+	// A link left over would enroll a later user of the same name.
+	if err := a.deleteEnrollmentsOf(ctx, name); err != nil {
+		return err
+	}
 	return a.auditAdmin(ctx, "user.remove", name, actor, nil)
 }
 
