@@ -42,7 +42,7 @@ const (
 // segments.
 const (
 	PathAdminUsers   = Version + "/admin/users"    // GET: []User; POST AddUserRequest: AddUserResponse
-	PathAdminUser    = Version + "/admin/users/"   // + {name}: DELETE; + {name}/lock POST LockRequest; + {name}/unlock POST
+	PathAdminUser    = Version + "/admin/users/"   // + {name}: DELETE, PATCH UpdateUserRequest: User; + {name}/lock POST LockRequest; + {name}/unlock POST; + {name}/reset POST ResetUserRequest: AddUserResponse
 	PathAdminRoles   = Version + "/admin/roles"    // GET: []Role; POST Role: Role
 	PathAdminRole    = Version + "/admin/roles/"   // + {name}: DELETE
 	PathAdminTokens  = Version + "/admin/tokens"   // GET: []Token; POST AddTokenRequest: AddTokenResponse

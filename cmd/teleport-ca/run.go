@@ -121,6 +121,7 @@ func (o *options) authorityConfig(log *slog.Logger) (ca.Config, error) {
 		SignInFailuresPerAddress: o.addrLimit,
 		SignInFailureWindow:      o.addrWindow,
 		RecordingMode:            o.recordingMode,
+		ProxyAddr:                o.proxyAddr,
 		PublicURL:                o.publicBase(),
 		Argon2:                   ca.Argon2Params{Time: uint32(o.argonTime), MemoryKiB: uint32(o.argonMemory), Threads: uint8(o.argonThreads)},
 	}, nil

@@ -1,7 +1,9 @@
 // Package testbin helps integration tests run the suite's real programs as
 // processes: it builds main packages once per test process, finds free
 // loopback ports, and starts a teleport-ca on a fresh data dir with its
-// HTTPS API on 127.0.0.1 and its admin socket in a temporary directory.
+// HTTPS API on 127.0.0.1 and its admin socket in a temporary directory,
+// a real ssh-agent (StartAgent) and a real sshd on a loopback port
+// (StartSSHD).
 //
 // Nothing here is mocked: the tests that use it exercise the same binaries,
 // sockets, file modes and signals an operator's systemd unit does, so they

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/peterbourgon/ff/v3"
+	"github.com/peterbourgon/ff/v3/ffcli"
+
+	"github.com/opensshca/suite/keyhelper"
+)
+
+// envPrefix makes flag --ca-pin settable as TELEPORT_CA_PIN.
+const envPrefix = "TELEPORT"
+
+// app is one run of the program, with its input, output and environment.
+type app struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	// getenv reads variables the program uses itself (HOME,
+	// SSH_AUTH_SOCK); flags come from TELEPORT_* through ff.
+	getenv func(string) string
+}
+
+func (a *app) run(ctx context.Context, args []string) int {
+	root := &ffcli.Command{
+		Name:       "teleport-keyhelper",
+		ShortUsage: "teleport-keyhelper <command> [flags]",
+		LongHelp: strings.TrimSpace(`
+teleport-keyhelper gets short-lived SSH certificates from a teleport-ca
+and sets up stock OpenSSH to use them: the certificate goes into ssh-agent
+and ~/.teleport, and an ssh_config block sends the cluster's hosts through
+its proxy and trusts them only through the cluster's host CA.
+
+Every flag can also come from the environment as TELEPORT_<FLAG>, with
+"-" as "_": --ca-pin from TELEPORT_CA_PIN, --home from TELEPORT_HOME.
+
+Example:
+  teleport-keyhelper login --server https://ca.example.com:3080 --user alice \
+      --ca-pin sha256:...
+  ssh root@node1.prod.example.com
+  teleport-keyhelper logout`),
+		FlagSet: newFlagSet(""),
+	}
+	root.Subcommands = []*ffcli.Command{
+		a.loginCmd(),
+		a.configCmd(),
+		a.statusCmd(),
+		a.logoutCmd(),
+		// The daemon command (web sign-in and renewal, DESIGN.md
+		// section 3) joins here; it reuses keyhelper's Home, Profile
+		// and Agent.
+	}
+	root.Exec = groupExec(root)
+	var help bytes.Buffer
+	setOutput(root, &help)
+
+	err := root.Parse(args)
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		err = parseError(root, err)
+	} else if err == nil {
+		err = root.Run(ctx)
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		_, _ = help.WriteTo(a.stderr)
+		return 0
+	case errors.Is(err, errReported):
+		return 1
+	}
+	var ue *usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(a.stderr, "teleport-keyhelper: %s\n", ue)
+		return 2
+	}
+	fmt.Fprintf(a.stderr, "teleport-keyhelper: %s\n", keyhelper.Describe(err))
+	return 1
+}
+
+// errReported is a failure whose explanation is already on stderr.
+var errReported = errors.New("failure reported")
+
+// newFlagSet returns the flag set of the command at path ("login").
+func newFlagSet(path string) *flag.FlagSet {
+	fs := flag.NewFlagSet(strings.TrimSpace("teleport-keyhelper "+path), flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+// envOptions make a command's flags settable from TELEPORT_*.
+func envOptions() []ff.Option { return []ff.Option{ff.WithEnvVarPrefix(envPrefix)} }
+
+// homeFlag adds --home to fs.
+func homeFlag(fs *flag.FlagSet, p *string) {
+	fs.StringVar(p, "home", "", "state `directory` (default ~/.teleport)")
+}
+
+// home opens the state directory named by flag (or the default).
+func (a *app) home(flagValue string, create bool) (*keyhelper.Home, error) {
+	dir, err := keyhelper.DefaultHome(flagValue, a.getenv)
+	if err != nil {
+		return nil, err
+	}
+	return keyhelper.OpenHome(dir, create)
+}
+
+// servers returns the cluster named by flagValue, or every cluster with
+// state in h when it is empty.
+func servers(h *keyhelper.Home, fs *flag.FlagSet, flagValue string) ([]keyhelper.Server, error) {
+	if flagValue != "" {
+		s, err := keyhelper.ParseServer(flagValue)
+		if err != nil {
+			return nil, usagef(fs, "%s", strings.TrimPrefix(err.Error(), "keyhelper: "))
+		}
+		return []keyhelper.Server{s}, nil
+	}
+	list, err := h.Servers()
+	if err != nil {
+		return nil, err
+	}
+	if len(list) == 0 {
+		return nil, keyhelper.ErrNotLoggedIn
+	}
+	return list, nil
+}
+
+// setOutput sends the usage and flag errors of cmd and its subcommands to w.
+func setOutput(cmd *ffcli.Command, w io.Writer) {
+	cmd.FlagSet.SetOutput(w)
+	for _, sub := range cmd.Subcommands {
+		setOutput(sub, w)
+	}
+}
+
+// usageError is a command line that makes no sense.
+type usageError struct {
+	cmd string // "teleport-keyhelper login"
+	msg string
+}
+
+func (e *usageError) Error() string {
+	msg := e.msg
+	if name := strings.TrimSpace(strings.TrimPrefix(e.cmd, "teleport-keyhelper")); name != "" {
+		msg = name + ": " + msg
+	}
+	return fmt.Sprintf("%s (see '%s -h')", msg, e.cmd)
+}
+
+func usagef(fs *flag.FlagSet, format string, args ...any) error {
+	return &usageError{cmd: fs.Name(), msg: fmt.Sprintf(format, args...)}
+}
+
+// parseError turns a parse failure into a usage error of the deepest
+// command that got parsed, which is the one that failed.
+func parseError(root *ffcli.Command, err error) error {
+	cmd := root
+	for next := cmd; next != nil; {
+		cmd, next = next, nil
+		for _, sub := range cmd.Subcommands {
+			if sub.FlagSet.Parsed() {
+				next = sub
+			}
+		}
+	}
+	if inner := errors.Unwrap(err); inner != nil {
+		err = inner // drop ff's "error parsing commandline arguments"
+	}
+	return usagef(cmd.FlagSet, "%v", err)
+}
+
+// groupExec runs when the program is given no command, or an unknown one.
+func groupExec(cmd *ffcli.Command) func(context.Context, []string) error {
+	return func(_ context.Context, args []string) error {
+		var names []string
+		for _, sub := range cmd.Subcommands {
+			names = append(names, sub.Name)
+		}
+		want := strings.Join(names, ", ")
+		if len(args) == 0 {
+			return usagef(cmd.FlagSet, "missing command, want one of %s", want)
+		}
+		return usagef(cmd.FlagSet, "unknown command %q, want one of %s", args[0], want)
+	}
+}
+
+// noArgs wraps fn for a command that takes no positional arguments.
+func noArgs(fs *flag.FlagSet, fn func(context.Context) error) func(context.Context, []string) error {
+	return func(ctx context.Context, args []string) error {
+		if len(args) > 0 {
+			return usagef(fs, "unexpected argument %q (every value is a flag, such as --server)", args[0])
+		}
+		return fn(ctx)
+	}
+}

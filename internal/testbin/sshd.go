@@ -1,0 +1,161 @@
+package testbin
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// SSHDPath is the sshd binary StartSSHD runs. It must be an absolute
+// path: sshd re-executes itself by its argv[0].
+const SSHDPath = "/usr/sbin/sshd"
+
+// SSHDConfig says what a test sshd serves. Files are written into a new
+// temporary directory; only HostKey is required.
+type SSHDConfig struct {
+	// HostKey is the host's private key in OpenSSH or PEM form.
+	HostKey []byte
+	// HostCertificate, if set, is the host certificate for HostKey
+	// (authorized_keys form).
+	HostCertificate []byte
+	// TrustedUserCAKeys, if set, are the user CA keys whose certificates
+	// sshd accepts (authorized_keys form, one per line).
+	TrustedUserCAKeys []byte
+	// Extra lines are appended to sshd_config.
+	Extra []string
+}
+
+// SSHD is a running OpenSSH sshd, started by StartSSHD.
+type SSHD struct {
+	// Addr is "127.0.0.1:PORT"; Port is the port alone.
+	Addr, Port string
+	// Dir holds sshd_config and the key files.
+	Dir    string
+	Cmd    *exec.Cmd
+	Stderr *Buffer
+}
+
+// StartSSHD starts "sshd -D -e -f CONFIG" listening on a free loopback
+// port, with public key authentication only, no PAM, no pid file and
+// StrictModes off (the files are in a temporary directory). It waits until
+// sshd sends its banner and stops it when the test ends, logging its
+// stderr if the test failed. The test is skipped unless it runs as root
+// and sshd is installed; /run/sshd (the privilege separation directory)
+// is created if missing.
+func StartSSHD(t testing.TB, cfg SSHDConfig) *SSHD {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("sshd needs root; CI runs the tests as root")
+	}
+	if _, err := os.Stat(SSHDPath); err != nil {
+		t.Skipf("%s not installed; .ci/run installs openssh-server", SSHDPath)
+	}
+	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
+		t.Fatalf("testbin: %v", err)
+	}
+	s := &SSHD{Addr: FreePort(t), Dir: ShortTempDir(t), Stderr: new(Buffer)}
+	_, s.Port, _ = net.SplitHostPort(s.Addr)
+	conf := s.writeFiles(t, cfg)
+	s.Cmd = exec.Command(SSHDPath, "-D", "-e", "-f", conf)
+	s.Cmd.Env = Environ()
+	s.Cmd.Stdout, s.Cmd.Stderr = s.Stderr, s.Stderr
+	if err := s.Cmd.Start(); err != nil {
+		t.Fatalf("testbin: starting sshd: %v", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = s.Cmd.Wait()
+		close(done)
+	}()
+	t.Cleanup(func() {
+		_ = s.Cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(stopTimeout):
+			_ = s.Cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("sshd %s stderr:\n%s", s.Addr, s.Stderr)
+		}
+	})
+	s.waitBanner(t, done)
+	return s
+}
+
+func (s *SSHD) writeFiles(t testing.TB, cfg SSHDConfig) string {
+	t.Helper()
+	write := func(name string, data []byte) string {
+		p := filepath.Join(s.Dir, name)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatalf("testbin: %v", err)
+		}
+		return p
+	}
+	lines := []string{
+		"ListenAddress " + s.Addr,
+		"HostKey " + write("host_key", cfg.HostKey),
+		"AuthorizedKeysFile none",
+		"PubkeyAuthentication yes",
+		"PasswordAuthentication no",
+		"KbdInteractiveAuthentication no",
+		"PermitRootLogin prohibit-password",
+		"StrictModes no",
+		"UsePAM no",
+		"PidFile none",
+		"LogLevel VERBOSE",
+	}
+	if cfg.HostCertificate != nil {
+		lines = append(lines, "HostCertificate "+write("host_key-cert.pub", cfg.HostCertificate))
+	}
+	if cfg.TrustedUserCAKeys != nil {
+		lines = append(lines, "TrustedUserCAKeys "+write("user_ca.pub", cfg.TrustedUserCAKeys))
+	}
+	lines = append(lines, cfg.Extra...)
+	return write("sshd_config", []byte(strings.Join(lines, "\n")+"\n"))
+}
+
+// waitBanner waits until sshd answers with its SSH banner.
+func (s *SSHD) waitBanner(t testing.TB, done <-chan struct{}) {
+	t.Helper()
+	deadline := time.Now().Add(ReadyTimeout)
+	for {
+		err := readBanner(s.Addr)
+		if err == nil {
+			return
+		}
+		select {
+		case <-done:
+			t.Fatalf("testbin: sshd exited before it answered:\n%s", s.Stderr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("testbin: sshd on %s did not answer within %v (%v):\n%s", s.Addr, ReadyTimeout, err, s.Stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func readBanner(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(line, "SSH-2.0-") {
+		return fmt.Errorf("banner %q", line)
+	}
+	return nil
+}

@@ -1,0 +1,35 @@
+// Package keyhelper is the user's side of the certificate authority: it
+// signs in to teleport-ca with a password and a TOTP code, gets a
+// short-lived user certificate for a key, and hands both to stock OpenSSH
+// through ssh-agent and files, so that plain ssh, scp and sftp log in with
+// them. The teleport-keyhelper command is a thin front end to it.
+//
+// # Trust
+//
+// The keyhelper trusts the CA's HTTPS API through the TLS root pin the
+// administrator hands out (--ca-pin, DESIGN.md section 2) or the system's
+// roots. Over that connection it learns the host CA key and writes it as
+// the one "@cert-authority" line of a private known_hosts file: hosts of
+// the cluster are verified by their host certificates, never by trust on
+// first use. The ssh_config block it prints refers to that file and allows
+// only certificate host key algorithms for the cluster's hosts.
+//
+// # State
+//
+// Everything lives under a per-user directory, ~/.teleport by default
+// ($TELEPORT_HOME or --home move it), with one subdirectory per cluster,
+// named after the CA's host and port. Directories are 0700 and files 0600,
+// owned by the user; a state directory that others can read or change is
+// refused rather than used. Files are replaced atomically
+// (internal/atomicfile). The sign-in session token in profile.json is a
+// secret: it is never printed or logged (see [Secret]).
+//
+// # Agent entries
+//
+// A certificate goes into the ssh-agent at $SSH_AUTH_SOCK with a lifetime
+// equal to its remaining validity, clamped to what the agent protocol can
+// carry (PROTOCOL.agent: a uint32 of seconds), and with the comment
+// "teleport-keyhelper <host:port> <user>". That comment is how a later
+// login or logout finds and removes the cluster's earlier entries, so
+// stale certificates do not pile up in the agent.
+package keyhelper
