@@ -192,11 +192,19 @@ func serve(ctx context.Context, o options, log *slog.Logger, stdout io.Writer) e
 	if err := sdnotify.Ready(); err != nil {
 		log.Warn("sd_notify READY failed", "err", err)
 	}
+	// Tell systemd STOPPING=1 as soon as the signal arrives (shutdown may
+	// take a while), and make sure it was sent before exiting.
+	notified := make(chan struct{})
+	stop, cancel := context.WithCancel(ctx)
+	defer cancel()
 	go func() {
-		<-ctx.Done()
-		_ = sdnotify.Stopping() // tell systemd at once; shutdown may take a while
+		<-stop.Done()
+		_ = sdnotify.Stopping()
+		close(notified)
 	}()
 	err = srv.Serve(ctx)
+	cancel()
+	<-notified
 	log.Info("shut down")
 	return err
 }
