@@ -2,9 +2,9 @@
 # make demo: a working certificate authority in a temporary directory.
 #
 # Starts teleport-ca on the embedded store, adds a user with a password and
-# TOTP secret, signs in over the HTTPS API with a code from oathtool, gets
-# a certificate for a fresh key, shows it with ssh-keygen -L and the audit
-# log. Touches nothing outside its temporary directory; Ctrl-C (or the end,
+# TOTP secret, signs her in with teleport-keyhelper and a code from
+# oathtool into a private ssh-agent, shows the certificate with ssh-add -L
+# and ssh-keygen -L, a replayed code refused, and the audit log. Touches nothing outside its temporary directory; Ctrl-C (or the end,
 # with DEMO_CHECK=1) stops the CA and removes everything.
 #
 #   DEMO_SHELL=1  leave the CA running and print commands to try by hand
@@ -16,7 +16,6 @@ BIN="$PWD/bin"
 need=()
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
 command -v oathtool  >/dev/null || need+=(oathtool)
-command -v curl      >/dev/null || need+=(curl)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "demo: installing ${need[*]}"
@@ -29,7 +28,9 @@ fi
 
 DIR=$(mktemp -d /tmp/teleport-ca-demo.XXXXXX)
 CA_PID=
+AGENT_PID=
 cleanup() {
+  [ -n "$AGENT_PID" ] && kill "$AGENT_PID" 2>/dev/null
   [ -n "$CA_PID" ] && kill "$CA_PID" 2>/dev/null && wait "$CA_PID" 2>/dev/null
   rm -rf "$DIR"
 }
@@ -63,27 +64,27 @@ SECRET=$(echo "$OUT" | sed -n 's/.*secret=\([A-Z2-7]*\).*/\1/p' | head -n1)
 echo "password: $PASSWORD"
 echo "TOTP secret: $SECRET"
 
-step "Signing in over HTTPS with password + a TOTP code from oathtool"
+step "alice signs in with teleport-keyhelper (password + a TOTP code from oathtool)"
+# A private ssh-agent for the demo, so nothing touches your own agent.
+eval "$(ssh-agent -a "$DIR/agent.sock" -s)" >/dev/null
+AGENT_PID=$SSH_AGENT_PID
+export TELEPORT_HOME="$DIR/home"   # instead of ~/.teleport
+PIN=$(sed -n 's/^CA pin: //p' "$DIR/ca.out")
 CODE=$(oathtool --totp -b "$SECRET")
 echo "code now: $CODE"
-LOGIN=$(curl -sS --cacert "$DIR/data/tls_root.crt" -H 'Content-Type: application/json' \
-  -d "{\"user\":\"alice\",\"password\":\"$PASSWORD\",\"totp\":\"$CODE\"}" "https://127.0.0.1:$PORT/v1/login")
-SESSION=$(echo "$LOGIN" | sed -n 's/.*"session":"\([^"]*\)".*/\1/p')
-[ -n "$SESSION" ] || { echo "demo: sign-in failed: $LOGIN"; exit 1; }
-echo "signed in; session expires $(echo "$LOGIN" | sed -n 's/.*"expires":"\([^"]*\)".*/\1/p')"
+printf '%s\n%s\n' "$PASSWORD" "$CODE" | show "$BIN/teleport-keyhelper" login \
+  --server "https://127.0.0.1:$PORT" --user alice --ca-pin "$PIN"
+
+step "The certificate is in ssh-agent, with its lifetime"
+show ssh-add -L
+show "$BIN/teleport-keyhelper" status
 
 step "The same code a second time is refused (replay)"
-curl -sS --cacert "$DIR/data/tls_root.crt" -H 'Content-Type: application/json' \
-  -d "{\"user\":\"alice\",\"password\":\"$PASSWORD\",\"totp\":\"$CODE\"}" "https://127.0.0.1:$PORT/v1/login"
+printf '%s\n%s\n' "$PASSWORD" "$CODE" | "$BIN/teleport-keyhelper" login --relogin \
+  --server "https://127.0.0.1:$PORT" --user alice --ca-pin "$PIN" || true
 
-step "Getting a 1h certificate for a new ed25519 key within the sign-in"
-ssh-keygen -q -t ed25519 -N '' -C alice@demo -f "$DIR/id_ed25519"
-CERT=$(curl -sS --cacert "$DIR/data/tls_root.crt" -H 'Content-Type: application/json' \
-  -H "Authorization: Bearer $SESSION" \
-  -d "{\"public_key\":\"$(cat "$DIR/id_ed25519.pub")\",\"ttl\":\"1h\"}" "https://127.0.0.1:$PORT/v1/certs/user")
-echo "$CERT" | sed -n 's/.*"certificate":"\([^"]*\)".*/\1/p' >"$DIR/id_ed25519-cert.pub"
-[ -s "$DIR/id_ed25519-cert.pub" ] || { echo "demo: issuance failed: $CERT"; exit 1; }
-show ssh-keygen -L -f "$DIR/id_ed25519-cert.pub"
+step "The certificate, read by ssh-keygen -L"
+show ssh-keygen -L -f "$TELEPORT_HOME/127.0.0.1_$PORT/key-cert.pub"
 
 step "The audit log"
 show "${CAADM[@]}" audit ls
@@ -94,10 +95,11 @@ if [ -n "${DEMO_CHECK:-}" ]; then
 fi
 step "The CA keeps running; try it by hand (Ctrl-C stops it and removes $DIR)"
 cat <<MSG
+  Web sign-in: https://127.0.0.1:$PORT/ (accept the CA's certificate, pin $PIN)
   ${CAADM[*]} users ls
   ${CAADM[*]} roles add ops --logins root --labels env=prod --max-ttl 8h
   ${CAADM[*]} tokens add --role node --labels env=prod
-  ${CAADM[*]} sign --user alice --pubkey $DIR/id_ed25519.pub --logins root --ttl 10m
+  SSH_AUTH_SOCK=$DIR/agent.sock TELEPORT_HOME=$DIR/home $BIN/teleport-keyhelper status
   ${CAADM[*]} certs ls
   oathtool --totp -b $SECRET        # alice's current code (password: $PASSWORD)
 MSG
