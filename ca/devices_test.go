@@ -170,7 +170,7 @@ func TestDeviceRenewOverMTLS(t *testing.T) {
 	if err := a.RevokeDevice(ctx, "carol", id.DeviceID, "test"); err != nil {
 		t.Fatal(err)
 	}
-	if status, _, e := renew(t, c, base); status != 403 || !strings.Contains(e.Message, "register the device again") {
+	if status, _, e := renew(t, c, base); status != 403 || e.Code != api.CodeDeviceRevoked || !strings.Contains(e.Message, "register the device again") {
 		t.Fatalf("renew after revocation: %d %+v", status, e)
 	}
 }

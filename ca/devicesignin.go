@@ -8,6 +8,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/opensshca/suite/ca/api"
+	"github.com/opensshca/suite/ca/store"
 )
 
 // MaxSignInWait caps how long a device's sign-in poll is held open; it
@@ -28,6 +29,9 @@ func (a *Authority) WaitSignIn(ctx context.Context, d *device, have api.SignInSt
 	defer deadline.Stop()
 	user := d.rec.User
 	for {
+		if err := a.deviceLive(ctx, d); err != nil {
+			return api.SignInState{}, err
+		}
 		u, _, err := a.getUser(ctx, user)
 		if errors.Is(err, ErrNotFound) {
 			return api.SignInState{}, ErrBadDevice
@@ -42,7 +46,7 @@ func (a *Authority) WaitSignIn(ctx context.Context, d *device, have api.SignInSt
 		if err != nil || !sameState(st, have) {
 			return st, err
 		}
-		if err := a.waitChange(ctx, user, rev, st, deadline.C); err != nil {
+		if err := a.waitChange(ctx, d, rev, st, deadline.C); err != nil {
 			if errors.Is(err, errWaitOver) {
 				return st, nil
 			}
@@ -53,17 +57,22 @@ func (a *Authority) WaitSignIn(ctx context.Context, d *device, have api.SignInSt
 
 var errWaitOver = errors.New("wait over")
 
-// waitChange blocks until a write after rev touches the user's sign-ins or
-// record, the current sign-in expires, the deadline fires (errWaitOver) or
-// ctx ends.
-func (a *Authority) waitChange(ctx context.Context, user string, rev int64, st api.SignInState, deadline <-chan time.Time) error {
+// waitChange blocks until a write after rev touches the user's sign-ins,
+// the user record or the device record (a revocation), the current
+// sign-in expires, the deadline fires (errWaitOver) or ctx ends.
+func (a *Authority) waitChange(ctx context.Context, d *device, rev int64, st api.SignInState, deadline <-chan time.Time) error {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	user := d.rec.User
 	signins, err := a.store.Watch(wctx, signinPrefix(user), rev+1)
 	if err != nil {
 		return err
 	}
 	record, err := a.store.Watch(wctx, userKey(user), rev+1)
+	if err != nil {
+		return err
+	}
+	devrec, err := a.store.Watch(wctx, deviceKey(user, d.rec.ID), rev+1)
 	if err != nil {
 		return err
 	}
@@ -76,6 +85,7 @@ func (a *Authority) waitChange(ctx context.Context, user string, rev int64, st a
 	select {
 	case <-signins: // an event, or a closed watch: look again either way
 	case <-record:
+	case <-devrec:
 	case <-expiry:
 	case <-deadline:
 		return errWaitOver
@@ -105,4 +115,21 @@ func (a *Authority) IssueDeviceCert(ctx context.Context, d *device, req api.Devi
 		User: d.rec.User, PublicKey: pub, TTL: time.Duration(req.TTL),
 		MaxTTL: st.Expires.Sub(a.now()), Requester: "device:" + d.rec.ID,
 	})
+}
+
+// deviceLive re-reads the device record: it must still exist and not be
+// revoked.
+func (a *Authority) deviceLive(ctx context.Context, d *device) error {
+	it, err := a.store.Get(ctx, deviceKey(d.rec.User, d.rec.ID))
+	if errors.Is(err, store.ErrNotFound) {
+		return ErrBadDevice
+	}
+	if err != nil {
+		return err
+	}
+	rec, err := decodeItem[deviceRecord](&a.decoded, it)
+	if err != nil || rec.Revoked || rec.SPKI != d.rec.SPKI {
+		return ErrBadDevice
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -167,5 +168,72 @@ func TestSessionCapsCertificate(t *testing.T) {
 	}
 	if got := time.Unix(int64(c.ValidBefore), 0); !got.Equal(clk.Now().Add(2 * time.Hour)) {
 		t.Fatalf("certificate valid until %v, want the sign-in's end %v", got, clk.Now().Add(2*time.Hour))
+	}
+}
+
+// A revocation wakes a pending poll at once.
+func TestWaitSignInRevoked(t *testing.T) {
+	a, _ := newTestAuthority(t, nil)
+	ctx := context.Background()
+	addUser(t, a, "ivo", []string{"ivo"}, nil)
+	d, _ := registerTestDevice(t, a, "ivo")
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		a.RevokeDevice(ctx, "ivo", d.rec.ID, "test")
+	}()
+	start := time.Now()
+	if _, err := a.WaitSignIn(ctx, d, api.SignInState{}, 10*time.Second); !errors.Is(err, ErrBadDevice) || time.Since(start) > 5*time.Second {
+		t.Fatalf("revoked while waiting: %v after %v", err, time.Since(start))
+	}
+}
+
+// Shutdown answers pending polls at once (503) instead of waiting them
+// out, while the store is still open.
+func TestShutdownEndsPolls(t *testing.T) {
+	a, _ := newTestAuthority(t, nil)
+	addUser(t, a, "jan", []string{"jan"}, nil)
+	_, c := registerTestDevice(t, a, "jan")
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewServer(a, ServerConfig{Listener: ln})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ctx) }()
+	base := "https://" + ln.Addr().String()
+
+	type answer struct {
+		status int
+		e      api.Error
+	}
+	polled := make(chan answer, 1)
+	go func() {
+		resp, err := c.Get(base + api.PathDeviceSignIn + "?signed_in=false&wait=20s")
+		if err != nil {
+			polled <- answer{}
+			return
+		}
+		defer resp.Body.Close()
+		var e api.Error
+		json.NewDecoder(resp.Body).Decode(&e)
+		polled <- answer{resp.StatusCode, e}
+	}()
+	time.Sleep(300 * time.Millisecond) // the poll is waiting
+	start := time.Now()
+	cancel()
+	got := <-polled
+	if err := <-served; err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	if got.status != http.StatusServiceUnavailable || got.e.Code != api.CodeUnavailable {
+		t.Errorf("pending poll at shutdown: %d %+v, want 503 unavailable", got.status, got.e)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("shutdown took %v with a poll pending; want it at once", d)
 	}
 }

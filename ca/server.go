@@ -50,11 +50,18 @@ type Server struct {
 	admin adminPolicy
 	https *http.Server
 	adm   *http.Server
+
+	// base is every request's parent context; it ends when shutdown
+	// starts, so that long polls answer at once instead of holding the
+	// shutdown, and do so while the store is still open.
+	base     context.Context
+	stopBase context.CancelFunc
 }
 
 // NewServer prepares the servers; Serve runs them.
 func NewServer(a *Authority, cfg ServerConfig) (*Server, error) {
 	s := &Server{a: a, cfg: cfg, log: a.log}
+	s.base, s.stopBase = context.WithCancel(context.Background())
 	var err error
 	if s.admin, err = newAdminPolicy(cfg.AdminGroup); err != nil {
 		return nil, err
@@ -88,6 +95,7 @@ func (s *Server) httpServer(h http.Handler) *http.Server {
 		WriteTimeout:      d(s.cfg.WriteTimeout, 30*time.Second),
 		IdleTimeout:       d(s.cfg.IdleTimeout, 120*time.Second),
 		MaxHeaderBytes:    16 << 10,
+		BaseContext:       func(net.Listener) context.Context { return s.base },
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 }
@@ -199,6 +207,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	case err = <-errc:
 		n--
 	}
+	s.stopBase()
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, h := range []*http.Server{s.https, s.adm} {
@@ -306,6 +315,16 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // Unexpected errors reach the log in full and the client as a generic
 // message with a request id to quote.
 func (s *Server) writeErr(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		if s.base.Err() != nil {
+			writeJSON(w, http.StatusServiceUnavailable, api.Error{Code: api.CodeUnavailable, Message: "teleport-ca is shutting down; try again shortly"})
+			return
+		}
+		if r.Context().Err() != nil { // the client went away: nothing to answer
+			s.log.Debug("client gone", "path", r.URL.Path, "remote", r.RemoteAddr)
+			return
+		}
+	}
 	status, code := classify(err)
 	msg := err.Error()
 	if status == http.StatusInternalServerError {
@@ -339,7 +358,9 @@ func classify(err error) (int, string) {
 		return http.StatusUnauthorized, api.CodeSessionExpired
 	case errors.As(err, &le):
 		return http.StatusForbidden, api.CodeLocked
-	case errors.As(err, &pe), errors.Is(err, ErrNotEnrolled), errors.Is(err, ErrBadToken), errors.Is(err, ErrBadDevice):
+	case errors.Is(err, ErrBadDevice):
+		return http.StatusForbidden, api.CodeDeviceRevoked
+	case errors.As(err, &pe), errors.Is(err, ErrNotEnrolled), errors.Is(err, ErrBadToken):
 		return http.StatusForbidden, api.CodeForbidden
 	case errors.Is(err, ErrNotFound):
 		return http.StatusNotFound, api.CodeNotFound

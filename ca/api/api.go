@@ -113,6 +113,8 @@ const (
 	CodeExists         = "exists"
 	CodeTooLarge       = "too_large"
 	CodeTooMany        = "too_many_requests" // throttled; see Retry-After
+	CodeDeviceRevoked  = "device_revoked"    // the device identity is refused: register again
+	CodeUnavailable    = "unavailable"       // shutting down; retry
 	CodeInternal       = "internal"
 )
 
