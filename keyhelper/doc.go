@@ -32,4 +32,19 @@
 // "teleport-keyhelper <host:port> <user>". That comment is how a later
 // login or logout finds and removes the cluster's earlier entries, so
 // stale certificates do not pile up in the agent.
+//
+// # The daemon
+//
+// [Daemon] is the seed document's key helper (DESIGN.md section 3, "User,
+// browser"). It registers the machine once as a device of one user with a
+// single-use token: an ECDSA P-256 key made here, and a TLS client
+// certificate for it from the CA's TLS root, kept in the cluster's
+// device/ directory and renewed at two thirds of its life. Over mutual
+// TLS it long-polls the user's sign-in state; when the user signs in on
+// the web page it gets a certificate within that sign-in, delivers it as
+// login does, renews it at two thirds of its life, and removes it when
+// the sign-in ends, the user is locked, or the device is refused. One
+// goroutine runs the state machine on an injected clock; waits are
+// short and re-read the wall clock, so a suspended laptop catches up on
+// resume.
 package keyhelper

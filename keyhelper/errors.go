@@ -48,6 +48,7 @@ func Describe(err error) string {
 		ue  *UnsafeError
 		ee  *ExpiredError
 		age *AgentError
+		rge *RegistrationError
 	)
 	where := "the CA"
 	if errors.As(err, &re) {
@@ -56,6 +57,8 @@ func Describe(err error) string {
 	switch {
 	case errors.Is(err, context.Canceled):
 		return "interrupted"
+	case errors.As(err, &rge):
+		return strings.TrimPrefix(rge.Error(), "keyhelper: ")
 	case errors.As(err, &pe):
 		return fmt.Sprintf("%s is not the CA the pin names: the pin is %s, but the server's TLS certificates have %s. "+
 			"You may be talking to the wrong server; check --ca-pin with your administrator (caadm ca show) and do not sign in until it matches",

@@ -279,35 +279,41 @@ func (l *login) request(ctx context.Context, session Secret) (*ssh.Certificate, 
 	return l.checkCert(resp.Certificate)
 }
 
-// checkCert parses the certificate the CA returned and checks that it is
-// what was asked for: a user certificate for our key and user, signed by
-// the user CA the CA reported, not expired.
+// checkCert parses the certificate the CA returned and checks it with
+// checkUserCert.
 func (l *login) checkCert(line string) (*ssh.Certificate, error) {
+	return checkUserCert(line, l.id.pub, l.cfg.User, l.info.UserCA, l.now)
+}
+
+// checkUserCert parses a certificate the CA returned and checks that it
+// is what was asked for: a user certificate for pub and user, signed by
+// the user CA the CA reported (userCA), not expired at now.
+func checkUserCert(line string, pub ssh.PublicKey, user, userCA string, now time.Time) (*ssh.Certificate, error) {
 	bad := func(why string) error {
 		return fmt.Errorf("keyhelper: the CA returned a certificate %s; tell your administrator", why)
 	}
-	pub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(line))
+	key, _, _, _, err := ssh.ParseAuthorizedKey([]byte(line))
 	if err != nil {
 		return nil, bad(fmt.Sprintf("that cannot be parsed (%v)", err))
 	}
-	cert, ok := pub.(*ssh.Certificate)
+	cert, ok := key.(*ssh.Certificate)
 	switch {
 	case !ok:
 		return nil, bad("that is not a certificate")
 	case cert.CertType != ssh.UserCert:
 		return nil, bad("that is not a user certificate")
-	case !bytes.Equal(cert.Key.Marshal(), l.id.pub.Marshal()):
+	case !bytes.Equal(cert.Key.Marshal(), pub.Marshal()):
 		return nil, bad("for another key")
-	case cert.KeyId != l.cfg.User:
-		return nil, bad(fmt.Sprintf("for %q, not %q", cert.KeyId, l.cfg.User))
+	case cert.KeyId != user:
+		return nil, bad(fmt.Sprintf("for %q, not %q", cert.KeyId, user))
 	case len(cert.ValidPrincipals) == 0:
 		return nil, bad("without logins")
 	}
-	if userCA, _, _, _, err := ssh.ParseAuthorizedKey([]byte(l.info.UserCA)); err != nil ||
-		!bytes.Equal(cert.SignatureKey.Marshal(), userCA.Marshal()) {
+	if ca, _, _, _, err := ssh.ParseAuthorizedKey([]byte(userCA)); err != nil ||
+		!bytes.Equal(cert.SignatureKey.Marshal(), ca.Marshal()) {
 		return nil, bad("not signed by the cluster's user CA")
 	}
-	if _, err := AgentLifetime(cert.ValidBefore, l.now); err != nil {
+	if _, err := AgentLifetime(cert.ValidBefore, now); err != nil {
 		return nil, err
 	}
 	return cert, nil

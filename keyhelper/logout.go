@@ -34,6 +34,10 @@ type LogoutResult struct {
 	SessionEnded   bool
 	ServerErr      error
 	SessionExpires time.Time
+	// Device is the ID of the daemon that wrote the state, if one did:
+	// its sign-in is the browser's, which logout cannot end, and the
+	// daemon brings the certificate back while it lasts.
+	Device string
 }
 
 // Logout ends the sign-in of cluster s: it removes the cluster's entries
@@ -46,14 +50,16 @@ func (h *Home) Logout(ctx context.Context, s Server, agentSocket string) (*Logou
 	if err != nil {
 		return nil, err
 	}
-	r := &LogoutResult{Server: s, User: p.User, SessionExpires: p.SessionExpires}
+	r := &LogoutResult{Server: s, User: p.User, SessionExpires: p.SessionExpires, Device: p.Device}
 	if ag, err := DialAgent(agentSocket); err != nil {
 		r.AgentErr = err
 	} else {
 		r.AgentRemoved, r.AgentErr = ag.RemoveCluster(s)
 		ag.Close()
 	}
-	r.SessionEnded, r.ServerErr = endSession(ctx, p, s)
+	if p.Session != "" || p.Device == "" {
+		r.SessionEnded, r.ServerErr = endSession(ctx, p, s)
+	}
 	return r, p.removeFiles(r)
 }
 
@@ -80,7 +86,8 @@ func endSession(ctx context.Context, p *Profile, s Server) (bool, error) {
 }
 
 // removeFiles removes p's files, the profile last so that a failed logout
-// can be run again, and the cluster's directory once it is empty.
+// can be run again, and the cluster's directory once it is empty. A
+// daemon's device identity (device/) is not the login's: it stays.
 func (p *Profile) removeFiles(r *LogoutResult) error {
 	files := []string{filepath.Join(p.dir, keyFile), filepath.Join(p.dir, pubKeyFile), filepath.Join(p.dir, certFile)}
 	if !p.generated() && ownCert(p.CertFile, p.User) {
@@ -95,6 +102,9 @@ func (p *Profile) removeFiles(r *LogoutResult) error {
 		case !errors.Is(err, os.ErrNotExist):
 			return fmt.Errorf("keyhelper: %w", err)
 		}
+	}
+	if _, err := os.Lstat(filepath.Join(p.dir, deviceDirName)); err == nil {
+		return nil // the daemon's device identity stays, and with it the directory
 	}
 	if err := os.Remove(p.dir); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("keyhelper: %s is not empty after logout; look at what is left in it (%w)", p.dir, err)

@@ -59,6 +59,10 @@ type Profile struct {
 	Session Secret `json:"session,omitempty"`
 	// SessionExpires is when the sign-in ends.
 	SessionExpires time.Time `json:"session_expires,omitzero"`
+	// Device is the device ID of the daemon that wrote the profile: the
+	// sign-in is then a web sign-in (no Session), and SessionExpires is
+	// its end as the daemon last learned it.
+	Device string `json:"device,omitempty"`
 	// KeyFile is the identity for ssh_config's IdentityFile: the private
 	// key, or the public key when the private key's place is unknown.
 	KeyFile string `json:"key_file"`

@@ -40,6 +40,9 @@ its proxy and trusts them only through the cluster's host CA.
 Every flag can also come from the environment as TELEPORT_<FLAG>, with
 "-" as "_": --ca-pin from TELEPORT_CA_PIN, --home from TELEPORT_HOME.
 
+The daemon command instead waits for you to sign in on the CA's web page
+and keeps the certificate renewed while that sign-in lasts.
+
 Example:
   teleport-keyhelper login --server https://ca.example.com:3080 --user alice \
       --ca-pin sha256:...
@@ -52,9 +55,7 @@ Example:
 		a.configCmd(),
 		a.statusCmd(),
 		a.logoutCmd(),
-		// The daemon command (web sign-in and renewal, DESIGN.md
-		// section 3) joins here; it reuses keyhelper's Home, Profile
-		// and Agent.
+		a.daemonCmd(),
 	}
 	root.Exec = groupExec(root)
 	var help bytes.Buffer
@@ -81,6 +82,10 @@ Example:
 		return 2
 	}
 	fmt.Fprintf(a.stderr, "teleport-keyhelper: %s\n", keyhelper.Describe(err))
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
 	return 1
 }
 

@@ -59,6 +59,10 @@ func (a *app) reportLogout(r *keyhelper.LogoutResult) (failed bool) {
 		done = append(done, "ended the sign-in")
 	}
 	fmt.Fprintf(a.stdout, "Logged out of %s (%s): %s.\n", r.Server, r.User, strings.Join(done, ", "))
+	if r.Device != "" {
+		fmt.Fprintf(a.stderr, "The sign-in on the web page goes on, and teleport-keyhelper daemon (device %s) brings the certificate back "+
+			"at its next renewal: sign out on the web page to end it, or stop the daemon.\n", r.Device)
+	}
 	if r.AgentErr != nil && !errors.Is(r.AgentErr, keyhelper.ErrNoAgent) {
 		fmt.Fprintf(a.stderr, "teleport-keyhelper: could not remove the certificates of %s from ssh-agent: %s; they leave it when they expire\n",
 			r.Server, keyhelper.Describe(r.AgentErr))

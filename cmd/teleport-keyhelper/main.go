@@ -2,7 +2,9 @@
 // teleport-ca with a password and a one-time code, puts the short-lived
 // SSH certificate it gets into ssh-agent and files under ~/.teleport, and
 // prints the ssh_config block with which stock ssh reaches the cluster's
-// hosts through its proxy, verifying them by their host certificates.
+// hosts through its proxy, verifying them by their host certificates. Its
+// daemon command does the same in the background whenever the user signs
+// in on the CA's web page, and keeps the certificate renewed.
 //
 // Run "teleport-keyhelper -h" for the commands; docs/keyhelper.md is the
 // user guide. The work is done by package keyhelper.

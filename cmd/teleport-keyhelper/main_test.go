@@ -46,8 +46,8 @@ func TestUsage(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"no command", nil, "missing command, want one of login, config, status, logout"},
-		{"unknown command", []string{"daemon"}, `unknown command "daemon"`},
+		{"no command", nil, "missing command, want one of login, config, status, logout, daemon"},
+		{"unknown command", []string{"register"}, `unknown command "register"`},
 		{"login without server", []string{"login", "--user", "alice"}, "login: missing --server"},
 		{"login without user", []string{"login", "--server", "ca.example.com"}, "login: missing --user"},
 		{"bad server", []string{"login", "--server", "http://ca.example.com", "--user", "alice"}, "must start with https://"},
@@ -59,6 +59,12 @@ func TestUsage(t *testing.T) {
 		{"unknown flag", []string{"status", "--nope"}, "status: flag provided but not defined: -nope"},
 		{"positional argument", []string{"logout", "ca.example.com"}, `logout: unexpected argument "ca.example.com"`},
 		{"bad config hosts", []string{"config", "--home", home, "--hosts", "!x"}, "only negated"},
+		{"daemon without server", []string{"daemon", "--auth", "alice"}, "daemon: missing --server"},
+		{"daemon without auth", []string{"daemon", "--server", "ca.example.com"}, "daemon: missing --auth"},
+		{"daemon bad auth", []string{"daemon", "--server", "ca.example.com", "--auth", "Alice"}, "--auth: user name"},
+		{"daemon bad ttl", []string{"daemon", "--server", "ca.example.com", "--auth", "alice", "--cert-ttl", "0s"}, "not a duration"},
+		{"daemon cert path alone", []string{"daemon", "--server", "ca.example.com", "--auth", "alice", "--cert-path", "/tmp/c"}, "--cert-path needs --key-path"},
+		{"daemon bad log level", []string{"daemon", "--server", "ca.example.com", "--auth", "alice", "--log-level", "loud"}, "--log-level: unknown log level"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -70,7 +76,7 @@ func TestUsage(t *testing.T) {
 			}
 		})
 	}
-	for _, args := range [][]string{{"-h"}, {"login", "-h"}, {"config", "-h"}, {"status", "-h"}, {"logout", "-h"}} {
+	for _, args := range [][]string{{"-h"}, {"login", "-h"}, {"config", "-h"}, {"status", "-h"}, {"logout", "-h"}, {"daemon", "-h"}} {
 		r := kh(t, nil, "", args...)
 		if r.code != 0 || !strings.Contains(r.stderr, "USAGE") {
 			t.Errorf("%v: exit %d, stderr %q", args, r.code, r.stderr)

@@ -135,6 +135,11 @@ func writeStatus(w io.Writer, st *keyhelper.Status, now time.Time) error {
 		row("", p.CertFile)
 	}
 	switch {
+	case p.Device != "" && p.SessionExpires.After(now):
+		row("Sign-in:", fmt.Sprintf("on the web page, valid until %s (%v left); teleport-keyhelper daemon (device %s) renews the certificate",
+			p.SessionExpires.Local().Format(timeLayout), p.SessionExpires.Sub(now).Round(time.Second), p.Device))
+	case p.Device != "":
+		row("Sign-in:", fmt.Sprintf("none; sign in on the web page, and teleport-keyhelper daemon (device %s) gets the certificate", p.Device))
 	case p.Session == "":
 		row("Sign-in:", "none; the next login asks for your password and code")
 	case p.SessionExpires.After(now):
