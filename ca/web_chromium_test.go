@@ -2,15 +2,12 @@ package ca
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +16,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/opensshca/suite/ca/api"
+	"github.com/opensshca/suite/internal/testbin"
 )
 
 // The web pages in a real browser: Debian's headless Chromium driven over
@@ -30,7 +28,6 @@ import (
 // SubjectPublicKeyInfo>, so the pages run in a secure context as they do
 // in production (Secure and __Host- cookies, HSTS).
 
-const chromiumPath = "/usr/bin/chromium"
 
 // webServer serves a fresh authority (real clock: the browser and
 // oathtool live in real time) whose public URL is the server itself.
@@ -66,59 +63,16 @@ func webServer(t *testing.T) (*Authority, string, []byte) {
 	return a, base, conn.ConnectionState().PeerCertificates[0].RawSubjectPublicKeyInfo
 }
 
-func spkiHashB64(spki []byte) string {
-	sum := sha256.Sum256(spki)
-	return base64.StdEncoding.EncodeToString(sum[:])
-}
-
-// startChromium starts one headless Chromium for the test that trusts
-// exactly the given server keys.
+// startChromium starts the browser for the test; see testbin.StartChromium.
 func startChromium(t *testing.T, spkis ...[]byte) context.Context {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Skipf("%s not found (apt-get install chromium; .ci/run installs it): %v", chromiumPath, err)
-	}
-	var hashes []string
-	for _, s := range spkis {
-		hashes = append(hashes, spkiHashB64(s))
-	}
-	out := &strings.Builder{}
-	actx, cancel := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromiumPath),
-		// The flags FIELD-NOTES.md gives for root on these machines.
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()),
-		// Chromium's singleton socket goes to a directory in TMPDIR that
-		// a killed browser leaves behind: keep it in the test's.
-		chromedp.Env("TMPDIR="+t.TempDir()),
-		chromedp.Flag("ignore-certificate-errors-spki-list", strings.Join(hashes, ",")),
-		chromedp.CombinedOutput(out),
-	)
-	t.Cleanup(cancel)
-	bctx, cancel2 := chromedp.NewContext(actx)
-	t.Cleanup(cancel2)
-	if err := chromedp.Do(bctx); err != nil { // starts the browser, no timeout
-		t.Fatalf("starting %s: %v\n%s", chromiumPath, err, out)
-	}
-	return bctx
+	return testbin.StartChromium(t, spkis...)
 }
 
-// tab opens a tab with its own cookies (a fresh browser context), with a
-// deadline for its actions.
+// tab opens a tab with its own cookies; see testbin.ChromiumTab.
 func tab(t *testing.T, bctx context.Context) context.Context {
 	t.Helper()
-	ctx, cancel := chromedp.NewContext(bctx, chromedp.WithNewBrowserContext())
-	t.Cleanup(cancel)
-	ctx, cancel = context.WithTimeout(ctx, 20*time.Second)
-	t.Cleanup(cancel)
-	return ctx
+	return testbin.ChromiumTab(t, bctx)
 }
 
 func do(t *testing.T, ctx context.Context, steps ...chromedp.Action[chromedp.Void]) {

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"github.com/chromedp/chromedp"
 	"html"
 	"io"
 	"net"
@@ -168,26 +169,7 @@ func TestDaemonWebSignIn(t *testing.T) {
 	ag := testbin.StartAgent(t)
 	notify := listenNotify(t)
 	home := filepath.Join(t.TempDir(), ".teleport")
-	var stderr testbin.Buffer
-	cmd := exec.Command(bin, "daemon", "--home", home, "--server", c.ca.URL(), "--auth", "gwen",
-		"--token", tok.Secret, "--ca-pin", c.ca.Pin)
-	cmd.Env = append(testbin.Environ(), "SSH_AUTH_SOCK="+ag.Socket, "NOTIFY_SOCKET="+notify.path, "WATCHDOG_USEC=1000000")
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("daemon stderr:\n%s\nnotifications:\n%s", &stderr, notify)
-		}
-	})
+	cmd, exited, stderr := startDaemon(t, bin, c, ag, notify, home, "gwen", tok.Secret)
 	waitUntil(t, 10*time.Second, "READY=1", func() bool { return notify.has("READY=1") })
 	waitUntil(t, 5*time.Second, "a status line and watchdog pings", func() bool {
 		return notify.has("STATUS=waiting for sign-in at "+c.ca.URL()) && notify.has("WATCHDOG=1")
@@ -265,4 +247,101 @@ func TestDaemonNotRegistered(t *testing.T) {
 		!strings.HasSuffix(string(out), "teleport-keyhelper: this device is not registered: run with --token from caadm tokens add --role keyhelper --user NAME or the web page\n") {
 		t.Errorf("exit %v, output:\n%s", err, out)
 	}
+}
+
+// startDaemon runs the built daemon as a process for user with a fresh
+// token, until the test ends.
+func startDaemon(t *testing.T, bin string, c *cluster, ag *testbin.Agent, notify *notifySocket, home, user, token string) (*exec.Cmd, <-chan struct{}, *testbin.Buffer) {
+	t.Helper()
+	stderr := &testbin.Buffer{}
+	cmd := exec.Command(bin, "daemon", "--home", home, "--server", c.ca.URL(), "--auth", user,
+		"--token", token, "--ca-pin", c.ca.Pin)
+	cmd.Env = append(testbin.Environ(), "SSH_AUTH_SOCK="+ag.Socket, "NOTIFY_SOCKET="+notify.path, "WATCHDOG_USEC=1000000")
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+		if t.Failed() {
+			t.Logf("daemon stderr:\n%s\nnotifications:\n%s", stderr, notify)
+		}
+	})
+	return cmd, exited, stderr
+}
+
+// TestDaemonChromiumSignIn is the seed's flow end to end with every real
+// piece: the user signs in on the CA's web page in a real headless
+// Chromium with a code from oathtool, and the running daemon (a separate
+// process, registered with a device token) puts the certificate into the
+// real ssh-agent; signing out on the page removes it.
+func TestDaemonChromiumSignIn(t *testing.T) {
+	t.Parallel()
+	bin := testbin.Build(t, "github.com/opensshca/suite/cmd/teleport-keyhelper")["teleport-keyhelper"]
+	c := startCluster(t)
+	secret := c.addUser(t, "hana", "hana")
+	tok, err := c.ca.Admin().AddToken(context.Background(), api.AddTokenRequest{Role: "keyhelper", User: "hana"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ag := testbin.StartAgent(t)
+	notify := listenNotify(t)
+	startDaemon(t, bin, c, ag, notify, filepath.Join(t.TempDir(), ".teleport"), "hana", tok.Secret)
+	waitUntil(t, 10*time.Second, "the daemon waiting for a sign-in", func() bool {
+		return notify.has("STATUS=waiting for sign-in at " + c.ca.URL())
+	})
+
+	b := testbin.ChromiumTab(t, testbin.StartChromium(t, caLeafSPKI(t, c)))
+	if _, err := chromedp.RunResponse(b, chromedp.Navigate(c.ca.URL()+"/")); err != nil {
+		t.Fatalf("opening the sign-in page: %v", err)
+	}
+	code := strings.TrimSpace(strings.Split(credentials(t, "hana", secret, time.Now()), "\n")[1])
+	if err := chromedp.Do(b,
+		chromedp.SetValue(chromedp.CSS("#user"), "hana"),
+		chromedp.SetValue(chromedp.CSS("#password"), password("hana")),
+		chromedp.SetValue(chromedp.CSS("#code"), code),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := chromedp.RunResponse(b, chromedp.Click(chromedp.CSS("#signin"))); err != nil || resp.Status != 200 {
+		t.Fatalf("signing in on the page: %v %v", resp, err)
+	}
+	waitUntil(t, 10*time.Second, "the daemon's certificate in ssh-add -L after the web sign-in", func() bool {
+		certs := c.agentCerts(t, ag)
+		return len(certs) == 1 && certs[0].KeyId == "hana"
+	})
+
+	if resp, err := chromedp.RunResponse(b, chromedp.Click(chromedp.CSS("form.signout button"))); err != nil || resp.Status != 200 {
+		t.Fatalf("signing out on the page: %v %v", resp, err)
+	}
+	waitUntil(t, 10*time.Second, "the certificate gone after the web sign-out", func() bool {
+		return len(c.agentCerts(t, ag)) == 0
+	})
+}
+
+// caLeafSPKI returns the SubjectPublicKeyInfo of the CA's TLS server
+// certificate, verified against the CA's own root, for Chromium to trust.
+func caLeafSPKI(t *testing.T, c *cluster) []byte {
+	t.Helper()
+	info, err := c.ca.Admin().AdminCA(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(info.TLSRoot)) {
+		t.Fatal("no TLS root in CA info")
+	}
+	host, _, _ := net.SplitHostPort(c.ca.Listen)
+	conn, err := tls.Dial("tcp", c.ca.Listen, &tls.Config{RootCAs: pool, ServerName: host})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].RawSubjectPublicKeyInfo
 }
