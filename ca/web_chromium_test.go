@@ -28,7 +28,6 @@ import (
 // SubjectPublicKeyInfo>, so the pages run in a secure context as they do
 // in production (Secure and __Host- cookies, HSTS).
 
-
 // webServer serves a fresh authority (real clock: the browser and
 // oathtool live in real time) whose public URL is the server itself.
 func webServer(t *testing.T) (*Authority, string, []byte) {
