@@ -10,6 +10,7 @@ import (
 	"github.com/peterbourgon/ff/v3/ffcli"
 
 	"github.com/opensshca/suite/ca/client"
+	"github.com/opensshca/suite/internal/cli"
 )
 
 func newAuditCmd(root *rootConfig, stdout io.Writer) *ffcli.Command {
@@ -57,7 +58,7 @@ Examples:
 		FlagSet: fs,
 		Exec: withArgs(fs, nil, func(ctx context.Context, _ []string) error {
 			if cfg.limit < 0 {
-				return usagef(fs, "--limit must not be negative")
+				return cli.Usagef(fs, "--limit must not be negative")
 			}
 			events, err := root.admin().Audit(ctx, client.AuditFilter{
 				User: cfg.user, Type: cfg.typ, Since: cfg.since.t, Limit: cfg.limit,

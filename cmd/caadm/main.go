@@ -22,6 +22,7 @@ import (
 
 	"github.com/opensshca/suite/ca/api"
 	"github.com/opensshca/suite/ca/client"
+	"github.com/opensshca/suite/internal/cli"
 )
 
 // defaultSocket is where teleport-ca listens for admin requests.
@@ -48,11 +49,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	// Flag errors and usage text land here; usage is shown only on -h, so
 	// that a failure stays one line.
 	var help bytes.Buffer
-	setOutput(root, &help)
+	cli.SetOutput(root, &help)
 
 	err := root.Parse(args)
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
-		err = parseError(root, err)
+		err = cli.ParseError(root, err)
 	} else if err == nil {
 		err = root.Run(ctx)
 	}
@@ -64,7 +65,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 0
 	}
 	fmt.Fprintf(stderr, "caadm: %s\n", describe(err, cfg.socket))
-	var ue *usageError
+	var ue *cli.UsageError
 	if errors.As(err, &ue) {
 		return 2
 	}
@@ -123,50 +124,6 @@ func (c *rootConfig) flagSet(path string) *flag.FlagSet {
 	return fs
 }
 
-// setOutput sends the usage and flag errors of cmd and its subcommands to w.
-func setOutput(cmd *ffcli.Command, w io.Writer) {
-	cmd.FlagSet.SetOutput(w)
-	for _, sub := range cmd.Subcommands {
-		setOutput(sub, w)
-	}
-}
-
-// usageError is a command line caadm cannot make sense of.
-type usageError struct {
-	cmd string // "caadm users add"
-	msg string
-}
-
-func (e *usageError) Error() string {
-	msg := e.msg
-	if name := strings.TrimSpace(strings.TrimPrefix(e.cmd, "caadm")); name != "" {
-		msg = name + ": " + msg
-	}
-	return fmt.Sprintf("%s (see '%s -h')", msg, e.cmd)
-}
-
-func usagef(fs *flag.FlagSet, format string, args ...any) error {
-	return &usageError{cmd: fs.Name(), msg: fmt.Sprintf(format, args...)}
-}
-
-// parseError turns a parse failure into a usage error of the deepest
-// command that got parsed, which is the one that failed.
-func parseError(root *ffcli.Command, err error) error {
-	cmd := root
-	for next := cmd; next != nil; {
-		cmd, next = next, nil
-		for _, sub := range cmd.Subcommands {
-			if sub.FlagSet.Parsed() {
-				next = sub
-			}
-		}
-	}
-	if inner := errors.Unwrap(err); inner != nil {
-		err = inner // drop ff's "error parsing commandline arguments"
-	}
-	return usagef(cmd.FlagSet, "%v", err)
-}
-
 // groupExec runs when a command that only holds subcommands is given none,
 // or an unknown one.
 func groupExec(fs *flag.FlagSet, cmd *ffcli.Command) func(context.Context, []string) error {
@@ -177,9 +134,9 @@ func groupExec(fs *flag.FlagSet, cmd *ffcli.Command) func(context.Context, []str
 		}
 		want := strings.Join(names, ", ")
 		if len(args) == 0 {
-			return usagef(fs, "missing command, want one of %s", want)
+			return cli.Usagef(fs, "missing command, want one of %s", want)
 		}
-		return usagef(fs, "unknown command %q, want one of %s", args[0], want)
+		return cli.Usagef(fs, "unknown command %q, want one of %s", args[0], want)
 	}
 }
 
@@ -194,9 +151,9 @@ func withArgs(fs *flag.FlagSet, names []string, fn func(ctx context.Context, arg
 		}
 		switch {
 		case len(args) < len(names):
-			return usagef(fs, "missing %s", strings.Join(names[len(args):], " "))
+			return cli.Usagef(fs, "missing %s", strings.Join(names[len(args):], " "))
 		case len(args) > len(names):
-			return usagef(fs, "unexpected argument %q", args[len(names)])
+			return cli.Usagef(fs, "unexpected argument %q", args[len(names)])
 		}
 		return fn(ctx, args)
 	}
@@ -214,7 +171,7 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 			if errors.Is(err, flag.ErrHelp) {
 				return nil, err
 			}
-			return nil, usagef(fs, "%v", err)
+			return nil, cli.Usagef(fs, "%v", err)
 		}
 		rest := fs.Args()
 		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {

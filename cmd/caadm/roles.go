@@ -11,6 +11,7 @@ import (
 	"github.com/peterbourgon/ff/v3/ffcli"
 
 	"github.com/opensshca/suite/ca/api"
+	"github.com/opensshca/suite/internal/cli"
 )
 
 func newRolesCmd(root *rootConfig, stdout io.Writer) *ffcli.Command {
@@ -151,17 +152,17 @@ Examples:
 // role checks the flags and builds the role named name.
 func (c *rolesAddConfig) role(fs *flag.FlagSet, name string) (api.Role, error) {
 	if len(c.logins) == 0 {
-		return api.Role{}, usagef(fs, "--logins is required")
+		return api.Role{}, cli.Usagef(fs, "--logins is required")
 	}
 	if len(c.labels) == 0 {
-		return api.Role{}, usagef(fs, "--labels is required (--labels '*=*' selects every node)")
+		return api.Role{}, cli.Usagef(fs, "--labels is required (--labels '*=*' selects every node)")
 	}
 	labels, err := c.labels.multi()
 	if err != nil {
-		return api.Role{}, usagef(fs, "%v", err)
+		return api.Role{}, cli.Usagef(fs, "%v", err)
 	}
 	if err := checkCIDRs(c.sources); err != nil {
-		return api.Role{}, usagef(fs, "%v", err)
+		return api.Role{}, cli.Usagef(fs, "%v", err)
 	}
 	return api.Role{
 		Name:                  name,

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/opensshca/suite/ca/api"
+	"github.com/opensshca/suite/internal/cli"
 )
 
 type signConfig struct {
@@ -68,13 +69,13 @@ Examples:
 func (c *signConfig) request(fs *flag.FlagSet) (api.AdminSignRequest, error) {
 	switch {
 	case c.name == "":
-		return api.AdminSignRequest{}, usagef(fs, "--user is required")
+		return api.AdminSignRequest{}, cli.Usagef(fs, "--user is required")
 	case c.pubkey == "":
-		return api.AdminSignRequest{}, usagef(fs, "--pubkey is required")
+		return api.AdminSignRequest{}, cli.Usagef(fs, "--pubkey is required")
 	case c.host && len(c.logins) > 0:
-		return api.AdminSignRequest{}, usagef(fs, "--logins is for user certificates; use --principals with --host")
+		return api.AdminSignRequest{}, cli.Usagef(fs, "--logins is for user certificates; use --principals with --host")
 	case !c.host && len(c.principals) > 0:
-		return api.AdminSignRequest{}, usagef(fs, "--principals needs --host; use --logins for user certificates")
+		return api.AdminSignRequest{}, cli.Usagef(fs, "--principals needs --host; use --logins for user certificates")
 	}
 	key, err := readPublicKey(c.pubkey)
 	if err != nil {

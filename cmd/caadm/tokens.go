@@ -10,6 +10,7 @@ import (
 	"github.com/peterbourgon/ff/v3/ffcli"
 
 	"github.com/opensshca/suite/ca/api"
+	"github.com/opensshca/suite/internal/cli"
 )
 
 func newTokensCmd(root *rootConfig, stdout io.Writer) *ffcli.Command {
@@ -126,18 +127,18 @@ Examples:
 func (c *tokensAddConfig) request(fs *flag.FlagSet) (api.AddTokenRequest, error) {
 	switch c.role {
 	case "":
-		return api.AddTokenRequest{}, usagef(fs, "--role is required (node, proxy or keyhelper)")
+		return api.AddTokenRequest{}, cli.Usagef(fs, "--role is required (node, proxy or keyhelper)")
 	case "node", "proxy":
 	case "keyhelper":
 		if c.user == "" {
-			return api.AddTokenRequest{}, usagef(fs, "--user is required with --role keyhelper")
+			return api.AddTokenRequest{}, cli.Usagef(fs, "--user is required with --role keyhelper")
 		}
 	default:
-		return api.AddTokenRequest{}, usagef(fs, "--role %q must be node, proxy or keyhelper", c.role)
+		return api.AddTokenRequest{}, cli.Usagef(fs, "--role %q must be node, proxy or keyhelper", c.role)
 	}
 	labels, err := c.labels.single()
 	if err != nil {
-		return api.AddTokenRequest{}, usagef(fs, "%v", err)
+		return api.AddTokenRequest{}, cli.Usagef(fs, "%v", err)
 	}
 	return api.AddTokenRequest{
 		Role:     c.role,

@@ -11,6 +11,7 @@ import (
 	"github.com/peterbourgon/ff/v3/ffcli"
 
 	"github.com/opensshca/suite/ca/api"
+	"github.com/opensshca/suite/internal/cli"
 )
 
 func newUsersCmd(root *rootConfig, stdin io.Reader, stdout io.Writer) *ffcli.Command {
@@ -313,7 +314,7 @@ Examples:
 		Exec: withArgs(fs, []string{"NAME"}, func(ctx context.Context, args []string) error {
 			req := api.UpdateUserRequest{Roles: roles.ptr(), Logins: logins.ptr()}
 			if req.Roles == nil && req.Logins == nil {
-				return usagef(fs, "give --roles, --logins or both")
+				return cli.Usagef(fs, "give --roles, --logins or both")
 			}
 			u, err := root.admin().UpdateUser(ctx, args[0], req)
 			if err != nil {

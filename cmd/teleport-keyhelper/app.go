@@ -12,6 +12,7 @@ import (
 	"github.com/peterbourgon/ff/v3"
 	"github.com/peterbourgon/ff/v3/ffcli"
 
+	"github.com/opensshca/suite/internal/cli"
 	"github.com/opensshca/suite/keyhelper"
 )
 
@@ -59,11 +60,11 @@ Example:
 	}
 	root.Exec = groupExec(root)
 	var help bytes.Buffer
-	setOutput(root, &help)
+	cli.SetOutput(root, &help)
 
 	err := root.Parse(args)
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
-		err = parseError(root, err)
+		err = cli.ParseError(root, err)
 	} else if err == nil {
 		err = root.Run(ctx)
 	}
@@ -76,7 +77,7 @@ Example:
 	case errors.Is(err, errReported):
 		return 1
 	}
-	var ue *usageError
+	var ue *cli.UsageError
 	if errors.As(err, &ue) {
 		fmt.Fprintf(a.stderr, "teleport-keyhelper: %s\n", ue)
 		return 2
@@ -122,7 +123,7 @@ func servers(h *keyhelper.Home, fs *flag.FlagSet, flagValue string) ([]keyhelper
 	if flagValue != "" {
 		s, err := keyhelper.ParseServer(flagValue)
 		if err != nil {
-			return nil, usagef(fs, "%s", strings.TrimPrefix(err.Error(), "keyhelper: "))
+			return nil, cli.Usagef(fs, "%s", strings.TrimPrefix(err.Error(), "keyhelper: "))
 		}
 		return []keyhelper.Server{s}, nil
 	}
@@ -136,50 +137,6 @@ func servers(h *keyhelper.Home, fs *flag.FlagSet, flagValue string) ([]keyhelper
 	return list, nil
 }
 
-// setOutput sends the usage and flag errors of cmd and its subcommands to w.
-func setOutput(cmd *ffcli.Command, w io.Writer) {
-	cmd.FlagSet.SetOutput(w)
-	for _, sub := range cmd.Subcommands {
-		setOutput(sub, w)
-	}
-}
-
-// usageError is a command line that makes no sense.
-type usageError struct {
-	cmd string // "teleport-keyhelper login"
-	msg string
-}
-
-func (e *usageError) Error() string {
-	msg := e.msg
-	if name := strings.TrimSpace(strings.TrimPrefix(e.cmd, "teleport-keyhelper")); name != "" {
-		msg = name + ": " + msg
-	}
-	return fmt.Sprintf("%s (see '%s -h')", msg, e.cmd)
-}
-
-func usagef(fs *flag.FlagSet, format string, args ...any) error {
-	return &usageError{cmd: fs.Name(), msg: fmt.Sprintf(format, args...)}
-}
-
-// parseError turns a parse failure into a usage error of the deepest
-// command that got parsed, which is the one that failed.
-func parseError(root *ffcli.Command, err error) error {
-	cmd := root
-	for next := cmd; next != nil; {
-		cmd, next = next, nil
-		for _, sub := range cmd.Subcommands {
-			if sub.FlagSet.Parsed() {
-				next = sub
-			}
-		}
-	}
-	if inner := errors.Unwrap(err); inner != nil {
-		err = inner // drop ff's "error parsing commandline arguments"
-	}
-	return usagef(cmd.FlagSet, "%v", err)
-}
-
 // groupExec runs when the program is given no command, or an unknown one.
 func groupExec(cmd *ffcli.Command) func(context.Context, []string) error {
 	return func(_ context.Context, args []string) error {
@@ -189,9 +146,9 @@ func groupExec(cmd *ffcli.Command) func(context.Context, []string) error {
 		}
 		want := strings.Join(names, ", ")
 		if len(args) == 0 {
-			return usagef(cmd.FlagSet, "missing command, want one of %s", want)
+			return cli.Usagef(cmd.FlagSet, "missing command, want one of %s", want)
 		}
-		return usagef(cmd.FlagSet, "unknown command %q, want one of %s", args[0], want)
+		return cli.Usagef(cmd.FlagSet, "unknown command %q, want one of %s", args[0], want)
 	}
 }
 
@@ -199,7 +156,7 @@ func groupExec(cmd *ffcli.Command) func(context.Context, []string) error {
 func noArgs(fs *flag.FlagSet, fn func(context.Context) error) func(context.Context, []string) error {
 	return func(ctx context.Context, args []string) error {
 		if len(args) > 0 {
-			return usagef(fs, "unexpected argument %q (every value is a flag, such as --server)", args[0])
+			return cli.Usagef(fs, "unexpected argument %q (every value is a flag, such as --server)", args[0])
 		}
 		return fn(ctx)
 	}

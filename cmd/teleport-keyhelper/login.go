@@ -10,6 +10,7 @@ import (
 	"github.com/peterbourgon/ff/v3/ffcli"
 
 	"github.com/opensshca/suite/ca/client"
+	"github.com/opensshca/suite/internal/cli"
 	"github.com/opensshca/suite/keyhelper"
 )
 
@@ -75,30 +76,30 @@ Examples:
 
 func (a *app) login(ctx context.Context, fs *flag.FlagSet, f *loginFlags) error {
 	if f.server == "" {
-		return usagef(fs, "missing --server https://HOST:3080")
+		return cli.Usagef(fs, "missing --server https://HOST:3080")
 	}
 	if f.user == "" {
-		return usagef(fs, "missing --user NAME")
+		return cli.Usagef(fs, "missing --user NAME")
 	}
 	s, err := keyhelper.ParseServer(f.server)
 	if err != nil {
-		return usagef(fs, "%s", strings.TrimPrefix(err.Error(), "keyhelper: "))
+		return cli.Usagef(fs, "%s", strings.TrimPrefix(err.Error(), "keyhelper: "))
 	}
 	if err := keyhelper.CheckUser(f.user); err != nil {
-		return usagef(fs, "%s", strings.TrimPrefix(err.Error(), "keyhelper: "))
+		return cli.Usagef(fs, "%s", strings.TrimPrefix(err.Error(), "keyhelper: "))
 	}
 	if f.pin != "" {
 		if _, err := client.ParsePin(f.pin); err != nil {
-			return usagef(fs, "--ca-pin: %s", strings.TrimPrefix(err.Error(), "client: "))
+			return cli.Usagef(fs, "--ca-pin: %s", strings.TrimPrefix(err.Error(), "client: "))
 		}
 	}
 	if f.certPath != "" && f.keyPath == "" {
-		return usagef(fs, "--cert-path needs --key-path")
+		return cli.Usagef(fs, "--cert-path needs --key-path")
 	}
 	var hosts []string
 	if f.hosts != "" {
 		if hosts, err = keyhelper.ParseHosts(f.hosts); err != nil {
-			return usagef(fs, "%s", strings.TrimPrefix(err.Error(), "keyhelper: "))
+			return cli.Usagef(fs, "%s", strings.TrimPrefix(err.Error(), "keyhelper: "))
 		}
 	}
 	h, err := a.home(f.home, true)

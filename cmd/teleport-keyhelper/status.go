@@ -12,6 +12,7 @@ import (
 
 	"github.com/peterbourgon/ff/v3/ffcli"
 
+	"github.com/opensshca/suite/internal/cli"
 	"github.com/opensshca/suite/keyhelper"
 )
 
@@ -44,7 +45,7 @@ Example:
 			if hosts != "" {
 				var err error
 				if hs, err = keyhelper.ParseHosts(hosts); err != nil {
-					return usagef(fs, "%s", strings.TrimPrefix(err.Error(), "keyhelper: "))
+					return cli.Usagef(fs, "%s", strings.TrimPrefix(err.Error(), "keyhelper: "))
 				}
 			}
 			return a.forEach(fs, home, server, func(h *keyhelper.Home, s keyhelper.Server, i int) error {
