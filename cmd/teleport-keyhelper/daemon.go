@@ -10,7 +10,6 @@ import (
 
 	"github.com/peterbourgon/ff/v3/ffcli"
 
-	"github.com/opensshca/suite/ca/client"
 	"github.com/opensshca/suite/internal/cli"
 	"github.com/opensshca/suite/internal/logging"
 	"github.com/opensshca/suite/internal/sdnotify"
@@ -81,36 +80,16 @@ Example:
 }
 
 func (a *app) daemon(ctx context.Context, fs *flag.FlagSet, f *daemonFlags) error {
-	if f.server == "" {
-		return cli.Usagef(fs, "missing --server https://HOST:3080")
-	}
-	if f.user == "" {
-		return cli.Usagef(fs, "missing --auth NAME")
-	}
-	s, err := keyhelper.ParseServer(f.server)
+	s, hosts, err := checkClusterFlags(fs, clusterFlags{
+		server: f.server, userFlag: "--auth", user: f.user, pin: f.pin,
+		keyPath: f.keyPath, certPath: f.certPath, hosts: f.hosts,
+	})
 	if err != nil {
-		return cli.Usagef(fs, "%s", strings.TrimPrefix(err.Error(), "keyhelper: "))
-	}
-	if err := keyhelper.CheckUser(f.user); err != nil {
-		return cli.Usagef(fs, "--auth: %s", strings.TrimPrefix(err.Error(), "keyhelper: "))
-	}
-	if f.pin != "" {
-		if _, err := client.ParsePin(f.pin); err != nil {
-			return cli.Usagef(fs, "--ca-pin: %s", strings.TrimPrefix(err.Error(), "client: "))
-		}
-	}
-	if f.certPath != "" && f.keyPath == "" {
-		return cli.Usagef(fs, "--cert-path needs --key-path")
+		return err
 	}
 	level, err := logging.ParseLevel(f.logLevel)
 	if err != nil {
 		return cli.Usagef(fs, "--log-level: %s", strings.TrimPrefix(err.Error(), "logging: "))
-	}
-	var hosts []string
-	if f.hosts != "" {
-		if hosts, err = keyhelper.ParseHosts(f.hosts); err != nil {
-			return cli.Usagef(fs, "%s", strings.TrimPrefix(err.Error(), "keyhelper: "))
-		}
 	}
 	h, err := a.home(f.home, true)
 	if err != nil {

@@ -75,32 +75,12 @@ Examples:
 }
 
 func (a *app) login(ctx context.Context, fs *flag.FlagSet, f *loginFlags) error {
-	if f.server == "" {
-		return cli.Usagef(fs, "missing --server https://HOST:3080")
-	}
-	if f.user == "" {
-		return cli.Usagef(fs, "missing --user NAME")
-	}
-	s, err := keyhelper.ParseServer(f.server)
+	s, hosts, err := checkClusterFlags(fs, clusterFlags{
+		server: f.server, userFlag: "--user", user: f.user, pin: f.pin,
+		keyPath: f.keyPath, certPath: f.certPath, hosts: f.hosts,
+	})
 	if err != nil {
-		return cli.Usagef(fs, "%s", strings.TrimPrefix(err.Error(), "keyhelper: "))
-	}
-	if err := keyhelper.CheckUser(f.user); err != nil {
-		return cli.Usagef(fs, "%s", strings.TrimPrefix(err.Error(), "keyhelper: "))
-	}
-	if f.pin != "" {
-		if _, err := client.ParsePin(f.pin); err != nil {
-			return cli.Usagef(fs, "--ca-pin: %s", strings.TrimPrefix(err.Error(), "client: "))
-		}
-	}
-	if f.certPath != "" && f.keyPath == "" {
-		return cli.Usagef(fs, "--cert-path needs --key-path")
-	}
-	var hosts []string
-	if f.hosts != "" {
-		if hosts, err = keyhelper.ParseHosts(f.hosts); err != nil {
-			return cli.Usagef(fs, "%s", strings.TrimPrefix(err.Error(), "keyhelper: "))
-		}
+		return err
 	}
 	h, err := a.home(f.home, true)
 	if err != nil {
@@ -139,4 +119,48 @@ func (d *durationFlag) Set(s string) error {
 	}
 	*d = durationFlag(v)
 	return nil
+}
+
+// clusterFlags are the flags login and daemon share.
+type clusterFlags struct {
+	server   string
+	userFlag string // "--user" or "--auth", for messages
+	user     string
+	pin      string
+	keyPath  string
+	certPath string
+	hosts    string
+}
+
+// checkClusterFlags validates the shared flags and returns the server and
+// the host patterns (nil when --hosts is not given).
+func checkClusterFlags(fs *flag.FlagSet, f clusterFlags) (keyhelper.Server, []string, error) {
+	if f.server == "" {
+		return keyhelper.Server{}, nil, cli.Usagef(fs, "missing --server https://HOST:3080")
+	}
+	if f.user == "" {
+		return keyhelper.Server{}, nil, cli.Usagef(fs, "missing %s NAME", f.userFlag)
+	}
+	s, err := keyhelper.ParseServer(f.server)
+	if err != nil {
+		return keyhelper.Server{}, nil, cli.Usagef(fs, "%s", strings.TrimPrefix(err.Error(), "keyhelper: "))
+	}
+	if err := keyhelper.CheckUser(f.user); err != nil {
+		return keyhelper.Server{}, nil, cli.Usagef(fs, "%s: %s", f.userFlag, strings.TrimPrefix(err.Error(), "keyhelper: "))
+	}
+	if f.pin != "" {
+		if _, err := client.ParsePin(f.pin); err != nil {
+			return keyhelper.Server{}, nil, cli.Usagef(fs, "--ca-pin: %s", strings.TrimPrefix(err.Error(), "client: "))
+		}
+	}
+	if f.certPath != "" && f.keyPath == "" {
+		return keyhelper.Server{}, nil, cli.Usagef(fs, "--cert-path needs --key-path")
+	}
+	var hosts []string
+	if f.hosts != "" {
+		if hosts, err = keyhelper.ParseHosts(f.hosts); err != nil {
+			return keyhelper.Server{}, nil, cli.Usagef(fs, "%s", strings.TrimPrefix(err.Error(), "keyhelper: "))
+		}
+	}
+	return s, hosts, nil
 }
