@@ -6,7 +6,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -46,22 +45,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		newCertsCmd(cfg, stdout),
 		newDevicesCmd(cfg, stdout),
 	}
-	// Flag errors and usage text land here; usage is shown only on -h, so
-	// that a failure stays one line.
-	var help bytes.Buffer
-	cli.SetOutput(root, &help)
-
-	err := root.Parse(args)
-	if err != nil && !errors.Is(err, flag.ErrHelp) {
-		err = cli.ParseError(root, err)
-	} else if err == nil {
-		err = root.Run(ctx)
-	}
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, flag.ErrHelp):
-		_, _ = help.WriteTo(stderr)
+	err := cli.Execute(ctx, root, args, stderr)
+	if err == nil {
 		return 0
 	}
 	fmt.Fprintf(stderr, "caadm: %s\n", describe(err, cfg.socket))

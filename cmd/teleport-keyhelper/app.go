@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -59,20 +58,9 @@ Example:
 		a.daemonCmd(),
 	}
 	root.Exec = groupExec(root)
-	var help bytes.Buffer
-	cli.SetOutput(root, &help)
-
-	err := root.Parse(args)
-	if err != nil && !errors.Is(err, flag.ErrHelp) {
-		err = cli.ParseError(root, err)
-	} else if err == nil {
-		err = root.Run(ctx)
-	}
+	err := cli.Execute(ctx, root, args, a.stderr)
 	switch {
 	case err == nil:
-		return 0
-	case errors.Is(err, flag.ErrHelp):
-		_, _ = help.WriteTo(a.stderr)
 		return 0
 	case errors.Is(err, errReported):
 		return 1

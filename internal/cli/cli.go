@@ -5,6 +5,8 @@
 package cli
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -59,4 +61,26 @@ func ParseError(root *ffcli.Command, err error) error {
 		err = inner // drop ff's "error parsing commandline arguments"
 	}
 	return Usagef(cmd.FlagSet, "%v", err)
+}
+
+// Execute parses args and runs root. Flag errors become usage errors of
+// the command that failed; usage text goes to helpOut only when asked for
+// with -h (Execute then returns nil), so that a failure stays one line.
+func Execute(ctx context.Context, root *ffcli.Command, args []string, helpOut io.Writer) error {
+	var help bytes.Buffer
+	SetOutput(root, &help)
+	err := root.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		_, _ = help.WriteTo(helpOut)
+		return nil
+	case err != nil:
+		return ParseError(root, err)
+	}
+	err = root.Run(ctx)
+	if errors.Is(err, flag.ErrHelp) {
+		_, _ = help.WriteTo(helpOut)
+		return nil
+	}
+	return err
 }
