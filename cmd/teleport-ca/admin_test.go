@@ -43,31 +43,12 @@ func worldReachable(path string) error {
 // itself refuses them by their SO_PEERCRED uid.
 func TestAdminSocketRefusesOthers(t *testing.T) {
 	t.Parallel()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: runs caadm as user nobody with setpriv")
-	}
-	setpriv, err := exec.LookPath("setpriv")
-	if err != nil {
-		t.Skip("needs setpriv (util-linux) to run caadm as user nobody")
-	}
 	nobody, err := user.Lookup("nobody")
 	if err != nil {
 		t.Skipf("needs user nobody: %v", err)
 	}
-	caadm := testbin.Build(t, testbin.TeleportCA, testbin.Caadm)["caadm"]
-	if err := worldReachable(caadm); err != nil {
-		t.Skipf("nobody cannot run the test binaries: %v", err)
-	}
-
-	// A socket directory nobody may enter, so that only the socket's own
-	// mode stands between nobody and the CA.
-	sockDir, err := os.MkdirTemp("/tmp", "tca-admin-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(sockDir) })
-	chmod(t, sockDir, 0o755)
-	c := testbin.Start(t, testbin.Config{AdminSocket: filepath.Join(sockDir, "admin.sock")})
+	setpriv, caadm, sock := asNobodySetup(t)
+	c := testbin.Start(t, testbin.Config{AdminSocket: sock})
 
 	asNobody := func() (string, error) {
 		cmd := exec.Command(setpriv, "--reuid", "nobody", "--regid", "nogroup", "--clear-groups",
@@ -112,28 +93,12 @@ func TestAdminSocketRefusesOthers(t *testing.T) {
 // server. Uses the existing group "users", so the machine is not changed.
 func TestAdminSocketGroup(t *testing.T) {
 	t.Parallel()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: runs caadm as user nobody with setpriv")
-	}
-	setpriv, err := exec.LookPath("setpriv")
-	if err != nil {
-		t.Skip("needs setpriv (util-linux) to run caadm as user nobody")
-	}
 	grp, err := user.LookupGroup("users")
 	if err != nil {
 		t.Skipf("needs group users: %v", err)
 	}
-	caadm := testbin.Build(t, testbin.TeleportCA, testbin.Caadm)["caadm"]
-	if err := worldReachable(caadm); err != nil {
-		t.Skipf("nobody cannot run the test binaries: %v", err)
-	}
-	sockDir, err := os.MkdirTemp("/tmp", "tca-admin-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(sockDir) })
-	chmod(t, sockDir, 0o755)
-	c := testbin.Start(t, testbin.Config{AdminSocket: filepath.Join(sockDir, "admin.sock"), Args: []string{"--admin-group", "users"}})
+	setpriv, caadm, sock := asNobodySetup(t)
+	c := testbin.Start(t, testbin.Config{AdminSocket: sock, Args: []string{"--admin-group", "users"}})
 
 	fi, err := os.Stat(c.AdminSocket)
 	if err != nil {
@@ -165,4 +130,31 @@ func TestAdminSocketGroup(t *testing.T) {
 	if out, err := asNobody(""); err == nil || !strings.Contains(out, "may not administer") {
 		t.Fatalf("non-member on a loosened socket: %v %q, want the server's refusal", err, out)
 	}
+}
+
+// asNobodySetup prepares running caadm as user nobody: it skips unless the
+// test runs as root with setpriv, and returns setpriv, a caadm binary
+// nobody may run, and an admin socket path in a directory nobody may
+// enter, so that only the socket's own mode (and the server) stands
+// between nobody and the CA.
+func asNobodySetup(t *testing.T) (setpriv, caadm, sock string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: runs caadm as user nobody with setpriv")
+	}
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("needs setpriv (util-linux) to run caadm as user nobody")
+	}
+	caadm = testbin.Build(t, testbin.TeleportCA, testbin.Caadm)["caadm"]
+	if err := worldReachable(caadm); err != nil {
+		t.Skipf("nobody cannot run the test binaries: %v", err)
+	}
+	dir, err := os.MkdirTemp("/tmp", "tca-admin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	chmod(t, dir, 0o755)
+	return setpriv, caadm, filepath.Join(dir, "admin.sock")
 }
