@@ -39,6 +39,26 @@ func (s *Server) adminHandler() http.Handler {
 	m.HandleFunc("POST "+api.PathAdminDevice+"{user}/{id}/revoke", func(w http.ResponseWriter, r *http.Request) {
 		s.reply(w, r, struct{}{}, s.a.RevokeDevice(r.Context(), r.PathValue("user"), r.PathValue("id"), actor(r)))
 	})
+	m.HandleFunc("GET "+api.PathAdminNodes, func(w http.ResponseWriter, r *http.Request) {
+		v, err := s.a.Nodes(r.Context())
+		s.reply(w, r, v, err)
+	})
+	m.HandleFunc("DELETE "+api.PathAdminNode+"{name}", func(w http.ResponseWriter, r *http.Request) {
+		s.reply(w, r, struct{}{}, s.a.RemoveNode(r.Context(), r.PathValue("name"), actor(r)))
+	})
+	m.HandleFunc("POST "+api.PathAdminRevoke, func(w http.ResponseWriter, r *http.Request) {
+		req, err := readRequest[api.RevokeRequest](w, r)
+		if err != nil {
+			s.writeErr(w, r, err)
+			return
+		}
+		v, err := s.a.Revoke(r.Context(), req, actor(r))
+		s.reply(w, r, v, err)
+	})
+	m.HandleFunc("GET "+api.PathAdminRevoked, func(w http.ResponseWriter, r *http.Request) {
+		v, err := s.a.Revoked(r.Context())
+		s.reply(w, r, v, err)
+	})
 	return s.requireAdmin(m)
 }
 

@@ -72,6 +72,11 @@ type Config struct {
 	// ProxyAddr is the proxy's public "host:port" that clients are told
 	// (until proxies register themselves; see the proxy issue).
 	ProxyAddr string
+	// UIDMin and UIDMax bound the uids and gids the CA assigns to personal
+	// accounts and role groups on nodes (default 70000-99999: above the
+	// ids Debian gives local users and systemd's dynamic users, below the
+	// subordinate ids useradd hands out from 100000).
+	UIDMin, UIDMax uint32
 	// TOTPIssuer names the cluster in authenticator apps (default
 	// "teleport-ca").
 	TOTPIssuer string
@@ -107,6 +112,9 @@ func (c *Config) setDefaults() {
 	if c.KeyType == "" {
 		c.KeyType = KeyEd25519
 	}
+	if c.UIDMin == 0 && c.UIDMax == 0 {
+		c.UIDMin, c.UIDMax = 70000, 99999
+	}
 }
 
 func (c *Config) check() error {
@@ -124,6 +132,9 @@ func (c *Config) check() error {
 	}
 	if c.DefaultUserTTL < 0 || c.HostTTL < 0 || c.SignInTTL < 0 || c.LockoutDuration < 0 || c.MaxFailedLogins < 0 {
 		return errors.New("ca: lifetimes and limits must not be negative")
+	}
+	if c.UIDMin < 1000 || c.UIDMax < c.UIDMin {
+		return fmt.Errorf("ca: uid range %d-%d is not valid: it must start at 1000 or above and not be empty", c.UIDMin, c.UIDMax)
 	}
 	return c.Argon2.check()
 }
@@ -145,6 +156,9 @@ type Authority struct {
 	decoded decodeCache
 	// throttle limits failed sign-ins per client address.
 	throttle addrThrottle
+	// policyChanged wakes nodes waiting for their policy to change.
+	policyChanged changeNotifier
+	stopFollow    context.CancelFunc
 
 	// Created reports whether this start made new CA keys.
 	Created bool
@@ -194,6 +208,9 @@ func New(cfg Config) (*Authority, error) {
 		a.Close()
 		return nil, err
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a.stopFollow = cancel
+	a.followPolicyInputs(ctx)
 	return a, nil
 }
 
@@ -208,6 +225,9 @@ func StoreOptions() store.BoltOptions {
 
 // Close releases the store if the authority opened it.
 func (a *Authority) Close() error {
+	if a.stopFollow != nil {
+		a.stopFollow()
+	}
 	if a.ownsDB {
 		return a.store.Close()
 	}

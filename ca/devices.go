@@ -120,24 +120,11 @@ func (a *Authority) RegisterDevice(ctx context.Context, req api.RegisterDeviceRe
 // (created: Create, renewal: Put over the record the caller checked).
 func (a *Authority) issueDeviceCert(ctx context.Context, rec deviceRecord, pub crypto.PublicKey, now time.Time, create bool, remote string) (api.DeviceIdentity, error) {
 	uri := &url.URL{Scheme: deviceURIScheme, Host: deviceURIHost, Path: "/" + rec.User + "/" + rec.ID}
-	serial, err := randomSerial(a.rand)
+	certPEM, notAfter, err := a.signClientCert(pub, pkix.Name{CommonName: rec.User, OrganizationalUnit: []string{"keyhelper"}}, uri, now, deviceCertLifetime)
 	if err != nil {
 		return api.DeviceIdentity{}, err
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: rec.User, OrganizationalUnit: []string{"keyhelper"}},
-		URIs:         []*url.URL{uri},
-		NotBefore:    now.Add(-5 * time.Minute),
-		NotAfter:     now.Add(deviceCertLifetime),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(a.rand, tmpl, a.keys.tls.cert, pub, a.keys.tls.key)
-	if err != nil {
-		return api.DeviceIdentity{}, fmt.Errorf("ca: issuing device certificate: %w", err)
-	}
-	rec.Expires = tmpl.NotAfter.UTC()
+	rec.Expires = notAfter
 	rec.LastSeen = now.UTC()
 	b, err := json.Marshal(rec)
 	if err != nil {
@@ -159,7 +146,7 @@ func (a *Authority) issueDeviceCert(ctx context.Context, rec deviceRecord, pub c
 	return api.DeviceIdentity{
 		DeviceID:    rec.ID,
 		User:        rec.User,
-		Certificate: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
+		Certificate: certPEM,
 		TLSRoot:     string(a.keys.tls.PEM()),
 		Expires:     rec.Expires,
 	}, nil

@@ -63,6 +63,14 @@ func (a *Authority) validateRole(r *api.Role) error {
 			return fmt.Errorf("role %q: %w", r.Name, err)
 		}
 	}
+	for _, g := range r.Groups {
+		if err := checkName("group", g, groupNameRE, "use a POSIX group name: lower-case letters, digits, '_' and '-', starting with a letter or '_', at most 32 characters"); err != nil {
+			return fmt.Errorf("role %q: %w", r.Name, err)
+		}
+	}
+	if len(r.Groups) > 0 && !slices.Contains(r.Logins, UserLoginPlaceholder) {
+		return invalidf("role %q: groups apply to the personal accounts a role makes; add the login %q", r.Name, UserLoginPlaceholder)
+	}
 	return nil
 }
 
@@ -98,6 +106,9 @@ func (a *Authority) AddRole(ctx context.Context, r api.Role, actor string) (api.
 		return r, invalidf("role names starting with \"user:\" are personal roles; use caadm users add --logins")
 	}
 	if err := a.validateRole(&r); err != nil {
+		return r, err
+	}
+	if err := a.ensureGroupIDs(ctx, r.Groups); err != nil {
 		return r, err
 	}
 	if err := a.putRole(ctx, r); err != nil {

@@ -236,6 +236,7 @@ func (s *Server) publicHandler() http.Handler {
 	m.HandleFunc("POST "+api.PathLogout, s.handleLogout)
 	m.HandleFunc("POST "+api.PathUserCert, s.handleUserCert)
 	s.mountDevices(m)
+	s.mountNodes(m)
 	s.mountWeb(m) // the web pages: /, /account, /enroll/{token}, /assets/
 	return securityHeaders(m)
 }
@@ -360,6 +361,8 @@ func classify(err error) (int, string) {
 		return http.StatusForbidden, api.CodeLocked
 	case errors.Is(err, ErrBadDevice):
 		return http.StatusForbidden, api.CodeDeviceRevoked
+	case errors.Is(err, ErrBadNode):
+		return http.StatusForbidden, api.CodeNodeRemoved
 	case errors.As(err, &pe), errors.Is(err, ErrNotEnrolled), errors.Is(err, ErrBadToken):
 		return http.StatusForbidden, api.CodeForbidden
 	case errors.Is(err, ErrNotFound):

@@ -15,7 +15,7 @@ import (
 func (a *Authority) Sweep(ctx context.Context) (int, error) {
 	now := a.now()
 	n := 0
-	for _, prefix := range []string{"signins/", "sessions/", "tokens/", "enroll/"} {
+	for _, prefix := range []string{"signins/", "sessions/", "tokens/", "enroll/", "revoked/"} {
 		items, _, err := a.store.List(ctx, prefix)
 		if err != nil {
 			return n, err

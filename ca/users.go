@@ -36,6 +36,9 @@ type userRecord struct {
 
 	Created   time.Time `json:"created"`
 	LastLogin time.Time `json:"last_login,omitzero"`
+	// UID of the user's personal account on nodes, assigned on first need
+	// and never given to anyone else (see allocID).
+	UID uint32 `json:"uid,omitempty"`
 }
 
 func (u *userRecord) locked(now time.Time) bool {

@@ -30,6 +30,7 @@ var (
 	hostLabelRE  = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
 	labelKeyRE   = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_./-]{0,62}$`)
 	labelValueRE = regexp.MustCompile(`^[A-Za-z0-9_./:-]{0,63}$`)
+	groupNameRE  = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
 )
 
 // describeBad names the first character that makes s unsafe to hand to

@@ -38,6 +38,17 @@ const (
 	PathDeviceCert   = Version + "/devices/cert"   // POST DeviceCertRequest, client certificate: Cert
 )
 
+// Node endpoints (HTTPS). Join takes a node token; the others
+// authenticate the node by the TLS client certificate it got at join.
+const (
+	PathNodeJoin  = Version + "/nodes/join"  // POST NodeJoinRequest: NodeIdentity
+	PathNodeRenew = Version + "/nodes/renew" // POST NodeRenewRequest, client certificate: NodeIdentity
+	// PathNodePolicy answers at once when the node's policy differs from
+	// ?hash=, else waits up to ?wait= (default and cap 25s) for it to
+	// change and then answers with the same policy, which confirms it.
+	PathNodePolicy = Version + "/nodes/policy" // GET, client certificate: NodePolicy
+)
+
 // Admin endpoints (Unix socket, --admin-socket). {name} and {id} are path
 // segments.
 const (
@@ -53,6 +64,10 @@ const (
 	PathAdminCerts   = Version + "/admin/certs"    // GET ?user=&serial=: []IssuedCert
 	PathAdminDevices = Version + "/admin/devices"  // GET ?user=: []Device
 	PathAdminDevice  = Version + "/admin/devices/" // + {user}/{id}/revoke: POST
+	PathAdminNodes   = Version + "/admin/nodes"    // GET: []Node
+	PathAdminNode    = Version + "/admin/nodes/"   // + {name}: DELETE
+	PathAdminRevoke  = Version + "/admin/revoke"   // POST RevokeRequest: RevokedCert
+	PathAdminRevoked = Version + "/admin/revoked"  // GET: []RevokedCert
 )
 
 // BearerPrefix starts the Authorization header that carries a sign-in
@@ -114,6 +129,7 @@ const (
 	CodeTooLarge       = "too_large"
 	CodeTooMany        = "too_many_requests" // throttled; see Retry-After
 	CodeDeviceRevoked  = "device_revoked"    // the device identity is refused: register again
+	CodeNodeRemoved    = "node_removed"      // the node identity is refused: join again
 	CodeUnavailable    = "unavailable"       // shutting down; retry
 	CodeInternal       = "internal"
 )
@@ -257,6 +273,9 @@ type Role struct {
 	// SourceAddress, when set, becomes the certificate's source-address
 	// critical option (CIDR list).
 	SourceAddress []string `json:"source_address,omitempty"`
+	// Groups are supplementary groups (e.g. "sudo") of the personal
+	// accounts ("{user}") this role makes on the nodes it selects.
+	Groups []string `json:"groups,omitempty"`
 }
 
 // AddTokenRequest creates a join or device token.
@@ -370,4 +389,108 @@ type DeviceCertRequest struct {
 	// PublicKey in authorized_keys form.
 	PublicKey string   `json:"public_key"`
 	TTL       Duration `json:"ttl,omitempty"`
+}
+
+// NodeJoinRequest exchanges a node token for a host certificate and a TLS
+// client identity. The node makes both keys; only public halves travel.
+// Labels come from the token, never from the node.
+type NodeJoinRequest struct {
+	Token string `json:"token"`
+	// Name is the node's cluster name: KeyId and first principal of its
+	// host certificate, and what users type after "ssh root@".
+	Name string `json:"name"`
+	// FQDN and Addresses become further principals.
+	FQDN      string   `json:"fqdn,omitempty"`
+	Addresses []string `json:"addresses,omitempty"`
+	// HostPublicKey in authorized_keys form (ed25519).
+	HostPublicKey string `json:"host_public_key"`
+	// TLSPublicKey is a PEM "PUBLIC KEY" (PKIX) block, ECDSA P-256 or ed25519.
+	TLSPublicKey string `json:"tls_public_key"`
+}
+
+// NodeRenewRequest asks for a new host certificate (and a new TLS client
+// certificate) for the same keys.
+type NodeRenewRequest struct {
+	HostPublicKey string `json:"host_public_key"`
+}
+
+// NodeIdentity is what a node holds: its host certificate, its TLS client
+// certificate and the authority's public keys.
+type NodeIdentity struct {
+	Name            string            `json:"name"`
+	Labels          map[string]string `json:"labels,omitempty"`
+	HostCertificate string            `json:"host_certificate"` // authorized_keys form
+	TLSCertificate  string            `json:"tls_certificate"`  // PEM
+	TLSExpires      time.Time         `json:"tls_expires"`
+	CA              CAInfo            `json:"ca"`
+}
+
+// NodePolicy is everything a node needs to answer sshd without the CA:
+// who may log in as which local login on it, who is locked, which
+// serials are revoked, and which CA keys to trust.
+type NodePolicy struct {
+	Node   string            `json:"node"`
+	Labels map[string]string `json:"labels,omitempty"`
+	// Hash identifies the content (everything but Generated); send it back
+	// as ?hash= to wait for a change.
+	Hash string `json:"hash"`
+	// Generated is the CA clock when this answer was made.
+	Generated     time.Time `json:"generated"`
+	RecordingMode string    `json:"recording_mode"`
+	UserCA        string    `json:"user_ca"`
+	SessionCA     string    `json:"session_ca"`
+	HostCA        string    `json:"host_ca"`
+	// Users lists every user with a login on this node, sorted by name.
+	// A user who is not listed may not log in.
+	Users []NodeUser `json:"users"`
+	// Groups are the CA-assigned gids of the supplementary groups the
+	// users' roles name (used when the node has no local group of that
+	// name).
+	Groups  map[string]uint32 `json:"groups,omitempty"`
+	Revoked []RevokedSerial   `json:"revoked"`
+}
+
+// NodeUser is one user's access to a node.
+type NodeUser struct {
+	Name   string   `json:"name"`
+	Logins []string `json:"logins"`
+	Locked bool     `json:"locked,omitempty"`
+	// UID is set when a role gives the user a personal account ("{user}")
+	// on this node; the account's private group has the same id.
+	UID    uint32   `json:"uid,omitempty"`
+	Groups []string `json:"groups,omitempty"`
+}
+
+// RevokedSerial is a revoked certificate as nodes see it.
+type RevokedSerial struct {
+	Serial  string    `json:"serial"` // decimal
+	CA      string    `json:"ca"`     // "user", "session" or "host"
+	Expires time.Time `json:"expires"`
+}
+
+// Node is the admin view of a joined node.
+type Node struct {
+	Name       string            `json:"name"`
+	Labels     map[string]string `json:"labels,omitempty"`
+	Principals []string          `json:"principals"`
+	Joined     time.Time         `json:"joined"`
+	LastSeen   time.Time         `json:"last_seen,omitzero"`
+	Remote     string            `json:"remote,omitempty"`
+}
+
+// RevokeRequest revokes an issued certificate by serial.
+type RevokeRequest struct {
+	Serial string `json:"serial"` // decimal
+	Reason string `json:"reason,omitempty"`
+}
+
+// RevokedCert is the admin view of a revocation.
+type RevokedCert struct {
+	Serial  string    `json:"serial"`
+	Type    string    `json:"type"` // "user", "host" or "session"
+	KeyID   string    `json:"key_id"`
+	User    string    `json:"user,omitempty"`
+	Expires time.Time `json:"expires"` // the certificate's ValidBefore
+	Reason  string    `json:"reason,omitempty"`
+	Revoked time.Time `json:"revoked"`
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"strings"
 )
@@ -34,6 +35,20 @@ func ParsePin(s string) ([]byte, error) {
 func PinOf(cert *x509.Certificate) string {
 	sum := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
 	return pinPrefix + hex.EncodeToString(sum[:])
+}
+
+// PinOfPEM returns the pin of the first certificate in a PEM text, or ""
+// when there is none.
+func PinOfPEM(s string) string {
+	blk, _ := pem.Decode([]byte(s))
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		return ""
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		return ""
+	}
+	return PinOf(c)
 }
 
 // PinMismatchError reports a server whose certificate chain holds no key

@@ -9,6 +9,7 @@ import (
 
 	"github.com/peterbourgon/ff/v3/ffcli"
 
+	"github.com/opensshca/suite/ca/api"
 	"github.com/opensshca/suite/ca/client"
 	"github.com/opensshca/suite/internal/cli"
 )
@@ -100,7 +101,7 @@ func newCertsCmd(root *rootConfig, stdout io.Writer) *ffcli.Command {
 	fs := root.flagSet("certs")
 	cmd := &ffcli.Command{
 		Name:       "certs",
-		ShortUsage: "caadm certs ls [flags]",
+		ShortUsage: "caadm certs <ls|revoke|revoked> [flags]",
 		ShortHelp:  "List issued certificates",
 		LongHelp: strings.TrimSpace(`
 Every certificate the CA issues is recorded before it is handed out.
@@ -108,7 +109,7 @@ Every certificate the CA issues is recorded before it is handed out.
 Example:
   caadm certs ls --user alice`),
 		FlagSet:     fs,
-		Subcommands: []*ffcli.Command{newCertsLsCmd(root, stdout)},
+		Subcommands: []*ffcli.Command{newCertsLsCmd(root, stdout), newCertsRevokeCmd(root, stdout), newCertsRevokedCmd(root, stdout)},
 	}
 	cmd.Exec = groupExec(fs, cmd)
 	return cmd
@@ -145,6 +146,60 @@ Examples:
 			t := newTable(stdout, "SERIAL", "TYPE", "KEYID", "PRINCIPALS", "VALID-BEFORE")
 			for _, c := range certs {
 				t.row(c.Serial, c.Type, c.KeyID, list(c.Principals), when(c.ValidBefore))
+			}
+			return t.flush()
+		}),
+	}
+}
+
+func newCertsRevokeCmd(root *rootConfig, stdout io.Writer) *ffcli.Command {
+	var reason string
+	fs := root.flagSet("certs revoke")
+	fs.StringVar(&reason, "reason", "", "why, for the audit log (`text`)")
+	return &ffcli.Command{
+		Name:       "revoke",
+		ShortUsage: "caadm certs revoke SERIAL [--reason TEXT]",
+		ShortHelp:  "Revoke an issued certificate",
+		LongHelp: strings.TrimSpace(`
+Revokes a certificate this CA issued, by its decimal serial (caadm certs ls
+shows it). Nodes publish the revoked serials in the KRL sshd checks
+(RevokedKeys) within seconds; the revocation is kept until the certificate
+expires.
+
+Example:
+  caadm certs revoke 1234567890 --reason "laptop stolen"`),
+		FlagSet: fs,
+		Exec: withArgs(fs, []string{"SERIAL"}, func(ctx context.Context, args []string) error {
+			rc, err := root.admin().Revoke(ctx, api.RevokeRequest{Serial: args[0], Reason: reason})
+			if err != nil {
+				return err
+			}
+			if root.json {
+				return printJSON(stdout, rc)
+			}
+			return confirm(root, stdout, "Revoked %s certificate %s (%s), valid until %s.", rc.Type, rc.Serial, rc.KeyID, when(rc.Expires))
+		}),
+	}
+}
+
+func newCertsRevokedCmd(root *rootConfig, stdout io.Writer) *ffcli.Command {
+	fs := root.flagSet("certs revoked")
+	return &ffcli.Command{
+		Name:       "revoked",
+		ShortUsage: "caadm certs revoked [--json]",
+		ShortHelp:  "List revoked certificates that have not expired",
+		FlagSet:    fs,
+		Exec: withArgs(fs, nil, func(ctx context.Context, _ []string) error {
+			rs, err := root.admin().Revoked(ctx)
+			if err != nil {
+				return err
+			}
+			if root.json {
+				return printJSON(stdout, nonNil(rs))
+			}
+			t := newTable(stdout, "SERIAL", "TYPE", "KEYID", "EXPIRES", "REVOKED", "REASON")
+			for _, r := range rs {
+				t.row(r.Serial, r.Type, r.KeyID, when(r.Expires), when(r.Revoked), r.Reason)
 			}
 			return t.flush()
 		}),

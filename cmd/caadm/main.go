@@ -44,6 +44,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		newAuditCmd(cfg, stdout),
 		newCertsCmd(cfg, stdout),
 		newDevicesCmd(cfg, stdout),
+		newNodesCmd(cfg, stdout),
 	}
 	err := cli.Execute(ctx, root, args, stderr)
 	if err == nil {

@@ -102,6 +102,7 @@ func permits(r api.Role) string {
 
 type rolesAddConfig struct {
 	logins, sources  listFlag
+	groups           listFlag
 	labels           labelsFlag
 	maxTTL           durationFlag
 	agent, port, x11 bool
@@ -117,6 +118,7 @@ func newRolesAddCmd(root *rootConfig, stdout io.Writer) *ffcli.Command {
 	fs.BoolVar(&cfg.port, "port-forwarding", false, "permit port forwarding")
 	fs.BoolVar(&cfg.x11, "x11-forwarding", false, "permit X11 forwarding")
 	fs.Var(&cfg.sources, "source-address", "comma-separated `CIDRs` the certificates may be used from")
+	fs.Var(&cfg.groups, "groups", "comma-separated supplementary `groups` (e.g. sudo) of the personal accounts ({user}) the role makes on nodes")
 	return &ffcli.Command{
 		Name:       "add",
 		ShortUsage: "caadm roles add NAME --logins a,b --labels k=v,... [flags]",
@@ -129,6 +131,7 @@ several values: --labels env=prod,env=staging.
 
 Examples:
   caadm roles add dev --logins '{user}' --labels env=staging --max-ttl 8h
+  caadm roles add admins --logins '{user}' --groups sudo --labels env=prod
   caadm roles add ops --logins root --labels '*=*' --agent-forwarding --source-address 10.0.0.0/8`),
 		FlagSet: fs,
 		Exec: withArgs(fs, []string{"NAME"}, func(ctx context.Context, args []string) error {
@@ -173,6 +176,7 @@ func (c *rolesAddConfig) role(fs *flag.FlagSet, name string) (api.Role, error) {
 		PermitPortForwarding:  c.port,
 		PermitX11Forwarding:   c.x11,
 		SourceAddress:         c.sources,
+		Groups:                c.groups,
 	}, nil
 }
 

@@ -41,6 +41,7 @@ type options struct {
 	addrWindow    time.Duration
 	recordingMode string
 	proxyAddr     string
+	uidRange      string
 	argonTime     uint
 	argonMemory   uint
 	argonThreads  uint
@@ -66,6 +67,7 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.lockout, "lockout", 15*time.Minute, "how long that lock lasts")
 	fs.IntVar(&o.addrLimit, "signin-limit", 20, "failed sign-ins from one client address within --signin-limit-window that refuse further sign-ins from it until the window ends (-1 disables)")
 	fs.DurationVar(&o.addrWindow, "signin-limit-window", 10*time.Minute, "window of --signin-limit")
+	fs.StringVar(&o.uidRange, "uid-range", "70000-99999", "uids and gids the CA assigns to personal accounts and role groups on nodes (MIN-MAX; ids are never reused)")
 	fs.StringVar(&o.recordingMode, "recording-mode", "proxy", `"proxy": nodes trust only the session CA, so every login passes the recording proxy; "off": nodes trust the user CA`)
 	fs.StringVar(&o.proxyAddr, "proxy-addr", "", "public host:port of the SSH proxy that teleport-keyhelper config points clients at")
 	fs.UintVar(&o.argonTime, "argon2-time", uint(ca.DefaultArgon2.Time), "argon2id passes for new password hashes")
@@ -108,7 +110,13 @@ func (o *options) authorityConfig(log *slog.Logger) (ca.Config, error) {
 	if o.argonThreads > 255 || o.argonTime > 1<<31 || o.argonMemory > 1<<31 {
 		return ca.Config{}, errors.New("argon2 parameters out of range")
 	}
+	var uidMin, uidMax uint32
+	if _, err := fmt.Sscanf(o.uidRange, "%d-%d", &uidMin, &uidMax); err != nil || fmt.Sprintf("%d-%d", uidMin, uidMax) != o.uidRange {
+		return ca.Config{}, fmt.Errorf("--uid-range %q is not MIN-MAX, such as 70000-99999", o.uidRange)
+	}
 	return ca.Config{
+		UIDMin:                   uidMin,
+		UIDMax:                   uidMax,
 		DataDir:                  o.dataDir,
 		KeyType:                  ca.KeyType(o.keyType),
 		Logger:                   log,

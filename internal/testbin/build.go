@@ -30,6 +30,8 @@ import (
 const (
 	TeleportCA = "github.com/opensshca/suite/cmd/teleport-ca"
 	Caadm      = "github.com/opensshca/suite/cmd/caadm"
+	Node       = "github.com/opensshca/suite/cmd/teleport-node"
+	Authkeys   = "github.com/opensshca/suite/cmd/teleport-authkeys"
 )
 
 // build is one main package, compiled at most once.

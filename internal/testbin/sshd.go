@@ -20,7 +20,8 @@ const SSHDPath = "/usr/sbin/sshd"
 // SSHDConfig says what a test sshd serves. Files are written into a new
 // temporary directory; only HostKey is required.
 type SSHDConfig struct {
-	// HostKey is the host's private key in OpenSSH or PEM form.
+	// HostKey is the host's private key in OpenSSH or PEM form. It may be
+	// nil when an Extra line includes a drop-in that names the host key.
 	HostKey []byte
 	// HostCertificate, if set, is the host certificate for HostKey
 	// (authorized_keys form).
@@ -101,7 +102,6 @@ func (s *SSHD) writeFiles(t testing.TB, cfg SSHDConfig) string {
 	}
 	lines := []string{
 		"ListenAddress " + s.Addr,
-		"HostKey " + write("host_key", cfg.HostKey),
 		"AuthorizedKeysFile none",
 		"PubkeyAuthentication yes",
 		"PasswordAuthentication no",
@@ -111,6 +111,9 @@ func (s *SSHD) writeFiles(t testing.TB, cfg SSHDConfig) string {
 		"UsePAM no",
 		"PidFile none",
 		"LogLevel VERBOSE",
+	}
+	if cfg.HostKey != nil {
+		lines = append(lines, "HostKey "+write("host_key", cfg.HostKey))
 	}
 	if cfg.HostCertificate != nil {
 		lines = append(lines, "HostCertificate "+write("host_key-cert.pub", cfg.HostCertificate))
@@ -158,4 +161,30 @@ func readBanner(addr string) error {
 		return fmt.Errorf("banner %q", line)
 	}
 	return nil
+}
+
+// RootOnlyCopy copies the executable at src into a new directory under
+// /run, owned by root with mode 0755 all the way up, and returns the
+// copy's path: sshd runs AuthorizedPrincipalsCommand and
+// AuthorizedKeysCommand only from such a path (not from /tmp). The
+// directory is removed when the test ends. It needs root.
+func RootOnlyCopy(t testing.TB, src string) string {
+	t.Helper()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatalf("testbin: %v", err)
+	}
+	dir, err := os.MkdirTemp("/run", "opensshca-test-")
+	if err != nil {
+		t.Fatalf("testbin: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatalf("testbin: %v", err)
+	}
+	dst := filepath.Join(dir, filepath.Base(src))
+	if err := os.WriteFile(dst, data, 0o755); err != nil {
+		t.Fatalf("testbin: %v", err)
+	}
+	return dst
 }

@@ -1,0 +1,66 @@
+package ca
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/opensshca/suite/ca/api"
+)
+
+// mountNodes adds the node endpoints to the public mux.
+func (s *Server) mountNodes(m *http.ServeMux) {
+	m.HandleFunc("POST "+api.PathNodeJoin, s.handleNodeJoin)
+	m.HandleFunc("POST "+api.PathNodeRenew, s.handleNodeRenew)
+	m.HandleFunc("GET "+api.PathNodePolicy, s.handleNodePolicy)
+}
+
+func (s *Server) handleNodeJoin(w http.ResponseWriter, r *http.Request) {
+	req, err := readRequest[api.NodeJoinRequest](w, r)
+	if err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	// Token guesses count against the address like failed sign-ins.
+	now := s.a.now()
+	if err := s.a.throttle.check(remoteHost(r), now); err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	id, err := s.a.JoinNode(r.Context(), req, remoteHost(r))
+	if errors.Is(err, ErrBadToken) {
+		s.a.countFailure(r.Context(), remoteHost(r), now)
+	}
+	s.reply(w, r, id, err)
+}
+
+func (s *Server) handleNodeRenew(w http.ResponseWriter, r *http.Request) {
+	req, err := readRequest[api.NodeRenewRequest](w, r)
+	if err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	id, err := s.a.RenewNode(r.Context(), clientLeaf(r), req, remoteHost(r))
+	s.reply(w, r, id, err)
+}
+
+func (s *Server) handleNodePolicy(w http.ResponseWriter, r *http.Request) {
+	n, err := s.a.authenticateNode(r.Context(), clientLeaf(r))
+	if err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	q := r.URL.Query()
+	wait := MaxPolicyWait
+	if v := q.Get("wait"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			s.writeErr(w, r, invalidf("wait %q is not a duration", v))
+			return
+		}
+		wait = d
+	}
+	ctx := r.Context()
+	p, err := s.a.NodePolicy(ctx, n, q.Get("hash"), wait, remoteHost(r))
+	s.reply(w, r, p, err)
+}

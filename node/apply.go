@@ -1,0 +1,183 @@
+package node
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"slices"
+	"strconv"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/opensshca/suite/authkeys"
+	"github.com/opensshca/suite/ca/api"
+	"github.com/opensshca/suite/internal/atomicfile"
+	"github.com/opensshca/suite/internal/nodedir"
+	"github.com/opensshca/suite/krl"
+	"github.com/opensshca/suite/nss"
+)
+
+// NSSConfig says where the personal accounts go.
+type NSSConfig struct {
+	// Dir is the libnss-extrausers directory (/var/lib/extrausers); empty
+	// disables NSS files.
+	Dir string
+	// Passwd and Group are the machine's own files: a cluster user whose
+	// name is a local account is skipped, and a role group that exists
+	// locally (sudo) keeps its local gid.
+	Passwd, Group string
+	// Shell of personal accounts (default /bin/bash).
+	Shell string
+}
+
+// DefaultNSS is the packaged setup.
+var DefaultNSS = NSSConfig{Dir: "/var/lib/extrausers", Passwd: "/etc/passwd", Group: "/etc/group", Shell: "/bin/bash"}
+
+// applier writes a policy into the data directory. It remembers what it
+// wrote so that unchanged files are not rewritten.
+type applier struct {
+	dir   nodedir.Dir
+	group int // gid of the authkeys user, or -1
+	nss   NSSConfig
+	log   *slog.Logger
+	krl   []byte // serial set of the last KRL written (without its header)
+}
+
+// apply writes the CA key files, the KRL, the NSS files and finally the
+// policy cache, which records confirmed as the time the CA confirmed it.
+func (a *applier) apply(p api.NodePolicy, confirmed time.Time) error {
+	for _, f := range caFiles(api.CAInfo{UserCA: p.UserCA, SessionCA: p.SessionCA, HostCA: p.HostCA, RecordingMode: p.RecordingMode}) {
+		if err := writeIfChanged(a.dir.Path(f.name), f.data, f.mode); err != nil {
+			return err
+		}
+	}
+	if err := a.writeKRL(p, confirmed); err != nil {
+		return err
+	}
+	if a.nss.Dir != "" {
+		if err := a.writeNSS(p); err != nil {
+			// Accounts are a convenience on top of the policy: a failure
+			// here must not keep the policy (removals) from applying.
+			a.log.Error("writing NSS files failed", "dir", a.nss.Dir, "err", err)
+		}
+	}
+	c, err := authkeys.FromPolicy(p, confirmed)
+	if err != nil {
+		return err
+	}
+	b, err := c.Marshal()
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFileOwned(a.dir.Path(nodedir.Cache), b, 0o640, -1, a.group)
+}
+
+func writeIfChanged(path string, data []byte, mode os.FileMode) error {
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+		return nil
+	}
+	return atomicfile.WriteFile(path, data, mode)
+}
+
+// writeKRL writes the revoked serials of the user and session CAs as an
+// OpenSSH KRL. The file is always a valid KRL, empty when nothing is
+// revoked: sshd refuses every login when RevokedKeys names a missing or
+// unreadable file.
+func (a *applier) writeKRL(p api.NodePolicy, now time.Time) error {
+	var user, session []uint64
+	for _, r := range p.Revoked {
+		s, err := strconv.ParseUint(r.Serial, 10, 64)
+		if err != nil || s == 0 {
+			return fmt.Errorf("the CA sent a bad revoked serial %q", r.Serial)
+		}
+		switch r.CA {
+		case "user":
+			user = append(user, s)
+		case "session":
+			session = append(session, s)
+		}
+	}
+	k := &krl.KRL{Version: uint64(now.UnixNano()), Generated: now, Comment: "teleport-node " + p.Node}
+	for _, cs := range []struct {
+		key     string
+		serials []uint64
+	}{{p.UserCA, user}, {p.SessionCA, session}} {
+		if len(cs.serials) == 0 {
+			continue
+		}
+		ca, _, _, _, err := ssh.ParseAuthorizedKey([]byte(cs.key))
+		if err != nil {
+			return fmt.Errorf("the CA sent a bad CA key: %w", err)
+		}
+		slices.Sort(cs.serials)
+		k.Certs = append(k.Certs, krl.CertSerials{CA: ca, Serials: slices.Compact(cs.serials)})
+	}
+	// The serial set decides whether to rewrite; the header changes every time.
+	set := fmt.Appendf(nil, "%v %s %v %s", user, p.UserCA, session, p.SessionCA)
+	if _, err := os.Stat(a.dir.Path(nodedir.KRL)); err == nil && bytes.Equal(set, a.krl) {
+		return nil
+	}
+	b, err := k.Marshal()
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.WriteFile(a.dir.Path(nodedir.KRL), b, 0o644); err != nil {
+		return err
+	}
+	a.krl = set
+	return nil
+}
+
+// writeNSS writes the personal accounts of this node's users.
+func (a *applier) writeNSS(p api.NodePolicy) error {
+	local, err := nss.LocalUsers(a.nss.Passwd)
+	if err != nil {
+		return err
+	}
+	localGroups, err := nss.LocalGroups(a.nss.Group)
+	if err != nil {
+		return err
+	}
+	var users []nss.User
+	members := map[string][]string{}
+	for _, u := range p.Users {
+		if u.UID == 0 {
+			continue
+		}
+		if local[u.Name] {
+			a.log.Warn("cluster user has the name of a local account; the local account wins", "user", u.Name)
+			continue
+		}
+		users = append(users, nss.User{Name: u.Name, UID: u.UID, GID: u.UID, Gecos: u.Name + " (teleport)", Shell: a.nss.Shell})
+		for _, g := range u.Groups {
+			members[g] = append(members[g], u.Name)
+		}
+	}
+	var groups []nss.Group
+	for _, g := range slices.Sorted(maps.Keys(members)) {
+		gid, ok := localGroups[g]
+		if ok && gid < nss.MinID {
+			// libnss-extrausers ignores ids below 500, so membership in a
+			// system group such as sudo (27) cannot come from it. Name a
+			// cluster group in the role and grant it in sudoers instead
+			// (contrib/sudoers).
+			a.log.Warn("role group is a local system group below gid 500, which libnss-extrausers cannot extend; skipped", "group", g, "gid", gid)
+			continue
+		}
+		if !ok {
+			if gid, ok = p.Groups[g]; !ok {
+				a.log.Warn("role group has no gid; skipped", "group", g)
+				continue
+			}
+		}
+		groups = append(groups, nss.Group{Name: g, GID: gid, Members: members[g]})
+	}
+	if err := os.MkdirAll(a.nss.Dir, 0o755); err != nil {
+		return err
+	}
+	_, err = nss.Write(a.nss.Dir, users, groups)
+	return err
+}
