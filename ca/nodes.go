@@ -144,7 +144,7 @@ func (a *Authority) checkPrincipalsFree(ctx context.Context, self string, princi
 			return fmt.Errorf("ca: %s: damaged record: %w", it.Key, err)
 		}
 		if n.Name == self {
-			continue
+			return fmt.Errorf("ca: node %q is already joined; remove it first (caadm nodes rm %s): %w", self, self, ErrExists)
 		}
 		for _, p := range principals {
 			if _, err := netip.ParseAddr(p); err == nil {

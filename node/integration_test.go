@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -67,8 +69,8 @@ func (c *cluster) token(t *testing.T, labels map[string]string) string {
 	return resp.Secret
 }
 
-// node is a joined node with its own sshd and teleport-node run.
-type node struct {
+// testNode is a joined node with its own sshd and teleport-node run.
+type testNode struct {
 	name string
 	dir  nodedir.Dir
 	sshd *testbin.SSHD
@@ -85,13 +87,13 @@ type nodeOpts struct {
 
 // startNode joins a node, installs the drop-in into a private sshd and
 // starts teleport-node run.
-func (c *cluster) startNode(t *testing.T, name string, o nodeOpts) *node {
+func (c *cluster) startNode(t *testing.T, name string, o nodeOpts) *testNode {
 	t.Helper()
 	dir := filepath.Join(testbin.ShortTempDir(t), "node")
 	if err := os.Chmod(filepath.Dir(dir), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	n := &node{name: name, dir: nodedir.Dir(dir), log: new(testbin.Buffer), nss: filepath.Join(filepath.Dir(dir), "extrausers")}
+	n := &testNode{name: name, dir: nodedir.Dir(dir), log: new(testbin.Buffer), nss: filepath.Join(filepath.Dir(dir), "extrausers")}
 	out, err := exec.Command(c.bins["teleport-node"], "join", "--server", c.ca.URL(), "--token", c.token(t, o.labels),
 		"--ca-pin", c.ca.Pin, "--data-dir", dir, "--name", name, "--address", "127.0.0.1", "--authkeys-user", "nobody").CombinedOutput()
 	if err != nil {
@@ -176,7 +178,7 @@ func knownHosts(t *testing.T, hostCA string) string {
 // ssh runs "ssh login@node true" with strict host key checking against
 // kh; it reports whether authentication succeeded (ssh exits 255 on
 // connection and authentication failures, else with the remote status).
-func sshLogin(t *testing.T, u user, login string, n *node, kh string) (bool, string) {
+func sshLogin(t *testing.T, u user, login string, n *testNode, kh string) (bool, string) {
 	t.Helper()
 	cmd := exec.Command("ssh", "-F", "/dev/null", "-i", u.key, "-o", "CertificateFile="+u.cert,
 		"-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-o", "UserKnownHostsFile="+kh,
@@ -213,6 +215,10 @@ func TestNodesWithRealSSHD(t *testing.T) {
 	c := newCluster(t, "--recording-mode", "off")
 	c.caadm(t, "roles", "add", "prod-root", "--logins", "root", "--labels", "env=prod")
 	c.caadm(t, "roles", "add", "staging-daemon", "--logins", "daemon", "--labels", "env=staging")
+	c.caadm(t, "roles", "add", "prod-devs", "--logins", "{user}", "--groups", "cluster-sudo", "--labels", "env=prod")
+	if _, err := c.ca.Admin().AddUser(context.Background(), api.AddUserRequest{Name: "dave", Roles: []string{"prod-devs"}, Password: "correct horse battery"}); err != nil {
+		t.Fatal(err)
+	}
 	for _, name := range []string{"alice", "carol", "bob"} {
 		if _, err := c.ca.Admin().AddUser(context.Background(), api.AddUserRequest{Name: name, Roles: []string{"prod-root", "staging-daemon"}, Password: "correct horse battery"}); err != nil {
 			t.Fatal(err)
@@ -250,6 +256,32 @@ func TestNodesWithRealSSHD(t *testing.T) {
 		ok, out := sshLogin(t, alice, "root", prod, wrong)
 		if ok || !strings.Contains(out, "Host key verification failed") {
 			t.Fatalf("with another host CA in known_hosts: ok=%v\n%s", ok, out)
+		}
+	})
+
+	t.Run("NSS account through libnss-extrausers", func(t *testing.T) {
+		testbin.SkipUnlessExtrausers(t)
+		testbin.MakeMountpoint(t, "/var/lib/extrausers")
+		var line string
+		var groups []string
+		eventually(t, 5*time.Second, "dave's account in node1's extrausers files", func() bool {
+			b, _ := os.ReadFile(filepath.Join(prod.nss, "passwd"))
+			return strings.HasPrefix(string(b), "dave:")
+		})
+		line, groups = testbin.NSSLookup(t, prod.nss, "dave")
+		f := strings.Split(line, ":")
+		if len(f) != 7 || f[0] != "dave" || f[5] != "/home/dave" {
+			t.Fatalf("getent passwd dave = %q", line)
+		}
+		if uid, _ := strconv.Atoi(f[2]); uid < 70000 || uid > 99999 || f[3] != f[2] {
+			t.Fatalf("dave's uid/gid %s/%s are not from the CA's range", f[2], f[3])
+		}
+		if !slices.Contains(groups, "cluster-sudo") || !slices.Contains(groups, "dave") {
+			t.Fatalf("id -Gn dave = %v, want dave and cluster-sudo", groups)
+		}
+		// node2 (env=staging) gives dave no account.
+		if b, _ := os.ReadFile(filepath.Join(staging.nss, "passwd")); strings.Contains(string(b), "dave") {
+			t.Fatalf("dave has an account on node2:\n%s", b)
 		}
 	})
 

@@ -8,13 +8,14 @@ import (
 	"io/fs"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/opensshca/suite/internal/testbin"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -410,7 +411,7 @@ func TestLocalReadsFiles(t *testing.T) {
 // the test checks that the module does ignore a raw sudo line, the reason
 // Files refuses it.
 func TestExtrausers(t *testing.T) {
-	skipUnlessExtrausers(t)
+	testbin.SkipUnlessExtrausers(t)
 	local, err := LocalUsers("/etc/passwd")
 	if err != nil {
 		t.Fatal(err)
@@ -434,7 +435,7 @@ func TestExtrausers(t *testing.T) {
 		supp.GID = sudoGID // the machine's group, as the node gives it
 	}
 
-	makeMountpoint(t, DefaultDir)
+	testbin.MakeMountpoint(t, DefaultDir)
 	realConf, err := os.ReadFile("/etc/nsswitch.conf")
 	if err != nil {
 		t.Fatal(err)
@@ -443,7 +444,7 @@ func TestExtrausers(t *testing.T) {
 	if _, err := Write(dir, []User{user}, []Group{supp}); err != nil {
 		t.Fatal(err)
 	}
-	line, groups := lookup(t, dir, "alice")
+	line, groups := testbin.NSSLookup(t, dir, "alice")
 	wantLine := "alice:*:200123:200123:Alice Example:/home/alice:/bin/bash"
 	if f := strings.Split(line, ":"); line != wantLine || len(f) != 7 || f[2] != "200123" {
 		t.Errorf("getent passwd alice = %q, want %q", line, wantLine)
@@ -465,7 +466,7 @@ func TestExtrausers(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if _, groups := lookup(t, raw, "alice"); slices.Contains(groups, "sudo") {
+		if _, groups := testbin.NSSLookup(t, raw, "alice"); slices.Contains(groups, "sudo") {
 			t.Errorf("libnss-extrausers gave alice the group sudo (GID %d, below MinID): id -Gn alice = %q; MinID may be lowered", sudoGID, groups)
 		}
 	}
@@ -473,115 +474,6 @@ func TestExtrausers(t *testing.T) {
 	if after, err := os.ReadFile("/etc/nsswitch.conf"); err != nil || !bytes.Equal(after, realConf) {
 		t.Errorf("/etc/nsswitch.conf changed outside the namespace: %v", err)
 	}
-}
-
-// lookup binds dir over /var/lib/extrausers and an nsswitch.conf that
-// reads it after /etc in a private mount namespace, and returns the
-// passwd line of user and the names of the user's groups there.
-func lookup(t *testing.T, dir, user string) (line string, groups []string) {
-	t.Helper()
-	nsswitch := filepath.Join(t.TempDir(), "nsswitch.conf")
-	conf := "passwd: files extrausers\ngroup: files extrausers\nshadow: files extrausers\n"
-	if err := os.WriteFile(nsswitch, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	script := `mount --make-rprivate / && mount --bind "$1" /var/lib/extrausers && mount --bind "$2" /etc/nsswitch.conf`
-	args := []string{"-m", "sh", "-c", "", "sh", dir, nsswitch, user}
-	if sock := nscdSocket(); sock != "" {
-		// An nscd outside the namespace would answer from the machine's
-		// configuration; a plain file over its socket makes glibc look
-		// names up itself.
-		notSocket := filepath.Join(t.TempDir(), "no-nscd")
-		if err := os.WriteFile(notSocket, nil, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		script += ` && mount --bind "$4" "$5"`
-		args = append(args, notSocket, sock)
-	}
-	args[3] = script + ` && getent passwd "$3" && id -Gn "$3"`
-	out, err := exec.CommandContext(t.Context(), "unshare", args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("unshare %q: %v\n%s", args, err, out)
-	}
-	lines := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
-	if len(lines) != 2 {
-		t.Fatalf("unshare %q printed %q, want a passwd line and a group list", args, out)
-	}
-	return lines[0], strings.Fields(lines[1])
-}
-
-// skipUnlessExtrausers skips the test unless it runs as root on a machine
-// with unshare, mount namespaces, getent, id and libnss-extrausers.
-func skipUnlessExtrausers(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: bind mounts in a mount namespace need root")
-	}
-	for _, tool := range []string{"unshare", "mount", "getent", "id", "sh"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("skipping: %v", err)
-		}
-	}
-	if lib := extrausersLib(); lib == "" {
-		t.Skip("skipping: libnss_extrausers.so.2 not found (install libnss-extrausers)")
-	}
-	if out, err := exec.Command("unshare", "-m", "true").CombinedOutput(); err != nil {
-		t.Skipf("skipping: no mount namespace: unshare -m: %v: %s", err, bytes.TrimSpace(out))
-	}
-}
-
-// extrausersLib returns the path of the NSS module, or "".
-func extrausersLib() string {
-	const name = "libnss_extrausers.so.2"
-	if path := "/lib/x86_64-linux-gnu/" + name; fileExists(path) {
-		return path
-	}
-	ldconfig, err := exec.LookPath("ldconfig")
-	if err != nil {
-		ldconfig = "/sbin/ldconfig"
-	}
-	out, _ := exec.Command(ldconfig, "-p").Output()
-	for line := range strings.Lines(string(out)) {
-		// "\tlibnss_extrausers.so.2 (libc6,x86-64) => /lib/libnss_extrausers.so.2"
-		lib, path, ok := strings.Cut(line, " => ")
-		if ok && strings.HasPrefix(strings.TrimSpace(lib), name+" ") {
-			return strings.TrimSpace(path)
-		}
-	}
-	return ""
-}
-
-// makeMountpoint creates the directory path for a bind mount if it is
-// missing, and removes it after the test.
-func makeMountpoint(t *testing.T, path string) {
-	t.Helper()
-	err := os.Mkdir(path, 0o755)
-	if errors.Is(err, fs.ErrExist) {
-		return
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := os.Remove(path); err != nil {
-			t.Errorf("removing the mountpoint this test created: %v", err)
-		}
-	})
-}
-
-// nscdSocket returns the socket of a running nscd, or "".
-func nscdSocket() string {
-	for _, path := range []string{"/run/nscd/socket", "/var/run/nscd/socket"} {
-		if fi, err := os.Stat(path); err == nil && fi.Mode().Type() == fs.ModeSocket {
-			return path
-		}
-	}
-	return ""
-}
-
-func fileExists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
 }
 
 // FuzzFiles checks that whatever Files accepts renders exactly the lines it
