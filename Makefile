@@ -31,6 +31,7 @@ lint:
 # (ssh-keygen -s); results are recorded in docs/BENCHMARKS.md.
 bench:
 	$(GO) run ./bench/cmd/cabench
+	$(GO) run ./bench/cmd/authkeysbench
 
 # Starts a CA in a temporary directory, adds a user and walks through
 # sign-in and issuance; Ctrl-C stops it and removes everything.

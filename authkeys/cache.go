@@ -15,12 +15,10 @@
 package authkeys
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"maps"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,16 +36,60 @@ const (
 	ModeOff   = "off"   // nodes trust the user CA
 )
 
-var (
-	// loginRE is what a login printed to sshd must match: the portable
-	// POSIX user name set (the CA's default login pattern).
-	loginRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
-	// userRE is the CA's user name pattern.
-	userRE = regexp.MustCompile(`^[a-z_][a-z0-9_.-]{0,63}$`)
-	// nodeRE is a node name (a DNS name).
-	nodeRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$`)
-	hashRE = regexp.MustCompile(`^[0-9a-f]{1,64}$`)
-)
+// The name checks are hand-written rather than regular expressions: sshd
+// execs teleport-authkeys on every login, and compiling the expressions
+// alone cost a millisecond per run.
+
+// validLogin: the portable POSIX user name set (the CA's default login
+// pattern), ^[a-z_][a-z0-9_-]{0,31}$.
+func validLogin(s string) bool { return validName(s, 32, false) }
+
+// validUser: the CA's user name pattern, ^[a-z_][a-z0-9_.-]{0,63}$.
+func validUser(s string) bool { return validName(s, 64, true) }
+
+func validName(s string, maxLen int, dot bool) bool {
+	if s == "" || len(s) > maxLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c == '_':
+		case i > 0 && (c >= '0' && c <= '9' || c == '-' || dot && c == '.'):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validNode: a lower-case DNS name, ^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$.
+func validNode(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := c >= 'a' && c <= 'z' || c >= '0' && c <= '9'
+		if !alnum && ((c != '.' && c != '-') || i == 0 || i == len(s)-1) {
+			return false
+		}
+	}
+	return true
+}
+
+// validHash: 1 to 64 lower-case hex digits.
+func validHash(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // Access is one user's access to the node.
 type Access struct {
@@ -76,6 +118,9 @@ type Cache struct {
 	TrustedCA ssh.PublicKey
 	Users     map[string]Access
 	Revoked   []Revoked
+
+	// only, when set, is the one user ParseCacheFor kept.
+	only string
 }
 
 // MaxCacheBytes bounds the cache file teleport-authkeys reads.
@@ -85,7 +130,7 @@ const MaxCacheBytes = 32 << 20
 // back, so a bad record at the CA cannot produce a cache that denies
 // everyone by failing to parse.
 func (c *Cache) Marshal() ([]byte, error) {
-	if !nodeRE.MatchString(c.Node) {
+	if !validNode(c.Node) {
 		return nil, fmt.Errorf("authkeys: node name %q is not valid", c.Node)
 	}
 	if c.Mode != ModeProxy && c.Mode != ModeOff {
@@ -94,7 +139,7 @@ func (c *Cache) Marshal() ([]byte, error) {
 	if c.TrustedCA == nil {
 		return nil, errors.New("authkeys: no trusted CA key")
 	}
-	if !hashRE.MatchString(c.Hash) {
+	if !validHash(c.Hash) {
 		return nil, fmt.Errorf("authkeys: policy hash %q is not hex", c.Hash)
 	}
 	var b bytes.Buffer
@@ -104,11 +149,11 @@ func (c *Cache) Marshal() ([]byte, error) {
 	names := slices.Sorted(maps.Keys(c.Users))
 	for _, name := range names {
 		a := c.Users[name]
-		if !userRE.MatchString(name) {
+		if !validUser(name) {
 			return nil, fmt.Errorf("authkeys: user name %q is not valid", name)
 		}
 		for _, l := range a.Logins {
-			if !loginRE.MatchString(l) {
+			if !validLogin(l) {
 				return nil, fmt.Errorf("authkeys: login %q of %s is not valid", l, name)
 			}
 		}
@@ -135,19 +180,25 @@ func (c *Cache) Marshal() ([]byte, error) {
 // ParseCache reads a cache file. Any line it does not understand makes
 // the whole file invalid: a cache that cannot be read entirely is not
 // trusted at all. A file without the final "end" line is truncated.
-func ParseCache(data []byte) (*Cache, error) {
+func ParseCache(data []byte) (*Cache, error) { return ParseCacheFor(data, "") }
+
+// ParseCacheFor is ParseCache for a decision about one user: it checks
+// every line just the same but keeps only that user's access (all users
+// when user is empty), which is what makes a large cache fast to answer
+// from.
+func ParseCacheFor(data []byte, user string) (*Cache, error) {
 	if len(data) > MaxCacheBytes {
 		return nil, fmt.Errorf("cache is larger than %d bytes", MaxCacheBytes)
 	}
-	c := &Cache{Users: map[string]Access{}}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 4096), 64<<10)
+	c := &Cache{Users: map[string]Access{}, only: user}
+	rest := string(data)
 	n := 0
 	ended := false
 	seen := map[string]bool{}
-	for sc.Scan() {
+	for rest != "" {
+		var line string
+		line, rest, _ = strings.Cut(rest, "\n")
 		n++
-		line := sc.Text()
 		if ended {
 			return nil, fmt.Errorf("cache line %d: text after the end line", n)
 		}
@@ -157,14 +208,14 @@ func ParseCache(data []byte) (*Cache, error) {
 			}
 			continue
 		}
-		kw, rest, _ := strings.Cut(line, " ")
-		if err := c.parseLine(kw, rest, seen); err != nil {
+		if len(line) > maxLine {
+			return nil, fmt.Errorf("cache line %d is longer than %d bytes", n, maxLine)
+		}
+		kw, args, _ := strings.Cut(line, " ")
+		if err := c.parseLine(kw, args, seen); err != nil {
 			return nil, fmt.Errorf("cache line %d: %w", n, err)
 		}
 		ended = kw == "end"
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("cache line %d: %w", n+1, err)
 	}
 	if !ended {
 		return nil, errors.New("cache is truncated (no end line)")
@@ -177,6 +228,9 @@ func ParseCache(data []byte) (*Cache, error) {
 	return c, nil
 }
 
+// maxLine bounds one line of the cache.
+const maxLine = 64 << 10
+
 func (c *Cache) parseLine(kw, rest string, seen map[string]bool) error {
 	single := func() error {
 		if seen[kw] {
@@ -188,7 +242,7 @@ func (c *Cache) parseLine(kw, rest string, seen map[string]bool) error {
 	var err error
 	switch kw {
 	case "node":
-		if err = single(); err == nil && !nodeRE.MatchString(rest) {
+		if err = single(); err == nil && !validNode(rest) {
 			err = fmt.Errorf("node name %q is not valid", trunc(rest))
 		}
 		c.Node = rest
@@ -201,7 +255,7 @@ func (c *Cache) parseLine(kw, rest string, seen map[string]bool) error {
 			c.Generated, err = time.Parse(time.RFC3339Nano, rest)
 		}
 	case "hash":
-		if err = single(); err == nil && !hashRE.MatchString(rest) {
+		if err = single(); err == nil && !validHash(rest) {
 			err = fmt.Errorf("hash %q is not hex", trunc(rest))
 		}
 		c.Hash = rest
@@ -235,22 +289,27 @@ func (c *Cache) parseLine(kw, rest string, seen map[string]bool) error {
 
 func (c *Cache) parseUser(locked bool, rest string) error {
 	name, logins, ok := strings.Cut(rest, " ")
-	if !ok || !userRE.MatchString(name) {
+	if !ok || !validUser(name) {
 		return fmt.Errorf("user line %q is not \"user NAME LOGIN,...\"", trunc(rest))
 	}
 	if _, dup := c.Users[name]; dup {
 		return fmt.Errorf("user %q listed twice", name)
 	}
+	keep := c.only == "" || c.only == name
 	a := Access{Locked: locked}
 	if logins != "-" {
-		for _, l := range strings.Split(logins, ",") {
-			if !loginRE.MatchString(l) {
+		for l := range strings.SplitSeq(logins, ",") {
+			if !validLogin(l) {
 				return fmt.Errorf("login %q of %s is not valid", trunc(l), name)
 			}
-			a.Logins = append(a.Logins, l)
+			if keep {
+				a.Logins = append(a.Logins, l)
+			}
 		}
 	}
-	c.Users[name] = a
+	if keep {
+		c.Users[name] = a
+	}
 	return nil
 }
 

@@ -28,7 +28,7 @@ func deny(format string, args ...any) error {
 func UserFromKeyID(mode, keyID string) (string, error) {
 	switch mode {
 	case ModeOff:
-		if !userRE.MatchString(keyID) {
+		if !validUser(keyID) {
 			return "", deny("certificate key id %.80q is not a cluster user name", keyID)
 		}
 		return keyID, nil
@@ -38,7 +38,7 @@ func UserFromKeyID(mode, keyID string) (string, error) {
 			return "", deny("certificate key id %.80q is not a session certificate's (user=... proxy=... session=...); in recording mode proxy only the proxy logs in", keyID)
 		}
 		user := strings.TrimPrefix(f[0], "user=")
-		if !userRE.MatchString(user) {
+		if !validUser(user) {
 			return "", deny("certificate key id names user %.80q, which is not a valid user name", user)
 		}
 		return user, nil
@@ -49,7 +49,7 @@ func UserFromKeyID(mode, keyID string) (string, error) {
 // Check decides whether the certificate with the given KeyId and serial
 // may log in as login. It returns nil when it may.
 func (c *Cache) Check(login, keyID string, serial uint64) error {
-	if !loginRE.MatchString(login) {
+	if !validLogin(login) {
 		return deny("local user %.80q is not a valid login", login)
 	}
 	user, err := UserFromKeyID(c.Mode, keyID)
@@ -121,7 +121,7 @@ func (c *Cache) KeysLine(login, keyType, keyB64 string) (string, error) {
 	if err := c.Check(login, cert.KeyId, cert.Serial); err != nil {
 		return "", err
 	}
-	// login passed loginRE in Check; the CA key is re-marshalled from
+	// login passed validLogin in Check; the CA key is re-marshalled from
 	// its parsed form, so neither can carry an option.
 	ca := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(c.TrustedCA)))
 	return fmt.Sprintf("cert-authority,principals=\"%s\" %s\n", login, ca), nil

@@ -25,9 +25,9 @@ func policyCache(t testing.TB, mode string) *Cache {
 		Mode:      mode,
 		TrustedCA: testSigner(t, seedTrustedCA).PublicKey(),
 		Users: map[string]Access{
-			"alice":   {Logins: []string{"root", "deploy"}},
-			"bob":     {Logins: []string{"root"}, Locked: true},
-			"carol":   {},
+			"alice":    {Logins: []string{"root", "deploy"}},
+			"bob":      {Logins: []string{"root"}, Locked: true},
+			"carol":    {},
 			"dave.ops": {Logins: []string{"www-data"}},
 		},
 		Revoked: []Revoked{
@@ -347,10 +347,7 @@ func TestKeysLineFormat(t *testing.T) {
 func TestKeysLineRefusesKeys(t *testing.T) {
 	t.Parallel()
 	ca := testSigner(t, seedTrustedCA)
-	good := signCert(t, ca, ssh.UserCert, "alice", 1)
-	goodType, goodB64 := offered(good)
-
-	ecdsaCert := func() *ssh.Certificate {
+	ecdsaKey := func() ssh.PublicKey {
 		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
 			t.Fatal(err)
@@ -359,51 +356,55 @@ func TestKeysLineRefusesKeys(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cert := signCert(t, ca, ssh.UserCert, "alice", 1)
-		cert.Key = pub
-		if err := cert.SignCert(rand.Reader, ca); err != nil {
-			t.Fatal(err)
-		}
-		return cert
+		return pub
 	}()
-	// A certificate that would be allowed but for its size: an
-	// extension makes its base64 longer than MaxKeyBytes.
-	big := signCert(t, ca, ssh.UserCert, "alice", 1)
-	big.Extensions["x@example.com"] = strings.Repeat("x", MaxKeyBytes*3/4)
-	if err := big.SignCert(rand.Reader, ca); err != nil {
-		t.Fatal(err)
-	}
-	bigType, bigB64 := offered(big)
-	if len(bigB64) <= MaxKeyBytes {
-		t.Fatalf("the big certificate is only %d bytes of base64", len(bigB64))
-	}
-
-	tests := []struct {
-		name, keyType, keyB64 string
-		wantReason            string
-	}{
-		{"other CA", goodType, b64(signCert(t, testSigner(t, seedOtherCA), ssh.UserCert, "alice", 1)), "not signed by the CA this node trusts"},
-		{"host certificate", goodType, b64(signCert(t, ca, ssh.HostCert, "alice", 1)), "host certificate"},
-		{"plain key", "ssh-ed25519", b64(testSigner(t, seedUserKey).PublicKey()), "not a certificate"},
-		{"plain key of the CA", "ssh-ed25519", b64(ca.PublicKey()), "not a certificate"},
-		{"plain key named a certificate", goodType, b64(testSigner(t, seedUserKey).PublicKey()), "is not a"},
-		{"type of another certificate", "ecdsa-sha2-nistp256-cert-v01@openssh.com", goodB64, "is not a"},
-		{"ecdsa certificate named ed25519", goodType, b64(ecdsaCert), "is not a"},
-		{"type with suffix only", "-cert-v01@openssh.com", goodB64, "is not a"},
-		{"type empty", "", goodB64, "not a certificate"},
-		{"type of a security key", "sk-ssh-ed25519@openssh.com", goodB64, "not a certificate"},
-		{"garbage base64", goodType, "!!!not base64!!!", "not base64"},
-		{"URL base64", goodType, base64.URLEncoding.EncodeToString(good.Marshal()) + "-_", "not base64"},
-		{"garbage blob", goodType, base64.StdEncoding.EncodeToString([]byte("garbage that is not a key")), "does not parse"},
-		{"truncated blob", goodType, base64.StdEncoding.EncodeToString(good.Marshal()[:len(good.Marshal())-10]), "does not parse"},
-		{"empty", goodType, "", "does not parse"},
-		{"oversize", bigType, bigB64, "larger than"},
-	}
 	for _, mode := range []string{ModeOff, ModeProxy} {
 		c := policyCache(t, mode)
-		if mode == ModeProxy {
-			// The refusals hold whatever the key id.
-			c.Mode = ModeOff
+		kid := keyIDFor(mode, "alice")
+		good := signCert(t, ca, ssh.UserCert, kid, 1)
+		goodType, goodB64 := offered(good)
+		// The unchanged certificate is allowed, so each refusal below is
+		// due to what its case changed.
+		if got, err := c.KeysLine("root", goodType, goodB64); got != wantKeysLine(t, "root") {
+			t.Fatalf("%s: the unchanged certificate: %q, %v", mode, got, err)
+		}
+		ecdsaCert := signCert(t, ca, ssh.UserCert, kid, 1)
+		ecdsaCert.Key = ecdsaKey
+		if err := ecdsaCert.SignCert(rand.Reader, ca); err != nil {
+			t.Fatal(err)
+		}
+		// A certificate that would be allowed but for its size: an
+		// extension makes its base64 longer than MaxKeyBytes.
+		big := signCert(t, ca, ssh.UserCert, kid, 1)
+		big.Extensions["x@example.com"] = strings.Repeat("x", MaxKeyBytes*3/4)
+		if err := big.SignCert(rand.Reader, ca); err != nil {
+			t.Fatal(err)
+		}
+		bigType, bigB64 := offered(big)
+		if len(bigB64) <= MaxKeyBytes {
+			t.Fatalf("the big certificate is only %d bytes of base64", len(bigB64))
+		}
+
+		tests := []struct {
+			name, keyType, keyB64 string
+			wantReason            string
+		}{
+			{"other CA", goodType, b64(signCert(t, testSigner(t, seedOtherCA), ssh.UserCert, kid, 1)), "not signed by the CA this node trusts"},
+			{"host certificate", goodType, b64(signCert(t, ca, ssh.HostCert, kid, 1)), "host certificate"},
+			{"plain key", "ssh-ed25519", b64(testSigner(t, seedUserKey).PublicKey()), "not a certificate"},
+			{"plain key of the CA", "ssh-ed25519", b64(ca.PublicKey()), "not a certificate"},
+			{"plain key named a certificate", goodType, b64(testSigner(t, seedUserKey).PublicKey()), "is not a"},
+			{"type of another certificate", "ecdsa-sha2-nistp256-cert-v01@openssh.com", goodB64, "is not a"},
+			{"ecdsa certificate named ed25519", goodType, b64(ecdsaCert), "is not a"},
+			{"type with suffix only", "-cert-v01@openssh.com", goodB64, "is not a"},
+			{"type empty", "", goodB64, "not a certificate"},
+			{"type of a security key", "sk-ssh-ed25519@openssh.com", goodB64, "not a certificate"},
+			{"garbage base64", goodType, "!!!not base64!!!", "not base64"},
+			{"URL base64", goodType, base64.URLEncoding.EncodeToString(good.Marshal()) + "-_", "not base64"},
+			{"garbage blob", goodType, base64.StdEncoding.EncodeToString([]byte("garbage that is not a key")), "does not parse"},
+			{"truncated blob", goodType, base64.StdEncoding.EncodeToString(good.Marshal()[:len(good.Marshal())-10]), "does not parse"},
+			{"empty", goodType, "", "does not parse"},
+			{"oversize", bigType, bigB64, "larger than"},
 		}
 		for _, tt := range tests {
 			t.Run(mode+"/"+tt.name, func(t *testing.T) {
@@ -415,11 +416,6 @@ func TestKeysLineRefusesKeys(t *testing.T) {
 				wantDenied(t, err, tt.wantReason)
 			})
 		}
-	}
-	// The good certificate is allowed, so the refusals above are due to
-	// what each case changed.
-	if got, err := policyCache(t, ModeOff).KeysLine("root", goodType, goodB64); got != wantKeysLine(t, "root") {
-		t.Errorf("the unchanged certificate: %q, %v", got, err)
 	}
 }
 

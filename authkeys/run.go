@@ -9,6 +9,7 @@ import (
 	"log/syslog"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -120,7 +121,7 @@ func logSyslog(msg string) {
 
 // Answer returns the line for sshd, or the reason to deny.
 func (r *Runner) Answer(mode, login, a, b string) (string, error) {
-	c, err := r.cache()
+	c, err := r.cache(userHint(mode, a, b))
 	if err == nil {
 		if mode == "principals" {
 			var out string
@@ -142,14 +143,34 @@ func (r *Runner) Answer(mode, login, a, b string) (string, error) {
 	return "", err
 }
 
+// userHint guesses the user the decision is about, so that only that
+// user's line of the cache is kept: the KeyId's user= field or the KeyId
+// itself. Check still decides from the KeyId and the mode; a wrong
+// guess only means the user is not found, which denies.
+func userHint(mode, a, b string) string {
+	keyID := a
+	if mode == "keys" {
+		cert, err := ParseOfferedCert(a, b)
+		if err != nil {
+			return ""
+		}
+		keyID = cert.KeyId
+	}
+	if u, ok := strings.CutPrefix(keyID, "user="); ok {
+		u, _, _ = strings.Cut(u, " ")
+		return u
+	}
+	return keyID
+}
+
 // cache returns a policy confirmed within MaxAge: the cache file when it
 // is fresh enough, else one fetched from the CA now.
-func (r *Runner) cache() (*Cache, error) {
+func (r *Runner) cache(user string) (*Cache, error) {
 	now := r.Now()
 	b, err := os.ReadFile(r.Dir.Path(nodedir.Cache))
 	var c *Cache
 	if err == nil {
-		c, err = ParseCache(b)
+		c, err = ParseCacheFor(b, user)
 	}
 	if err == nil && !c.Stale(now, r.MaxAge) {
 		return c, nil
