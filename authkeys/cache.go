@@ -119,8 +119,10 @@ type Cache struct {
 	Users     map[string]Access
 	Revoked   []Revoked
 
-	// only, when set, is the one user ParseCacheFor kept.
-	only string
+	// only, when set, is the one user ParseCacheFor kept; names holds
+	// every user line's name while parsing, to refuse duplicates.
+	only  string
+	names map[string]struct{}
 }
 
 // MaxCacheBytes bounds the cache file teleport-authkeys reads.
@@ -138,6 +140,14 @@ func (c *Cache) Marshal() ([]byte, error) {
 	}
 	if c.TrustedCA == nil {
 		return nil, errors.New("authkeys: no trusted CA key")
+	}
+	if _, isCert := c.TrustedCA.(*ssh.Certificate); isCert {
+		return nil, errors.New("authkeys: the trusted CA key is a certificate")
+	}
+	for _, t := range []time.Time{c.Confirmed, c.Generated} {
+		if y := t.UTC().Year(); y < 1 || y > 9999 {
+			return nil, fmt.Errorf("authkeys: time %v is out of range", t)
+		}
 	}
 	if !validHash(c.Hash) {
 		return nil, fmt.Errorf("authkeys: policy hash %q is not hex", c.Hash)
@@ -171,6 +181,9 @@ func (c *Cache) Marshal() ([]byte, error) {
 		if r.CA != "user" && r.CA != "session" && r.CA != "host" {
 			return nil, fmt.Errorf("authkeys: revoked serial %d has CA %q", r.Serial, r.CA)
 		}
+		if y := r.Expires.UTC().Year(); r.Serial == 0 || y < 1 || y > 9999 {
+			return nil, fmt.Errorf("authkeys: revoked serial %d (expires %v) is not valid", r.Serial, r.Expires)
+		}
 		fmt.Fprintf(&b, "revoked %s %d %s\n", r.CA, r.Serial, r.Expires.UTC().Format(time.RFC3339))
 	}
 	b.WriteString("end\n")
@@ -190,7 +203,7 @@ func ParseCacheFor(data []byte, user string) (*Cache, error) {
 	if len(data) > MaxCacheBytes {
 		return nil, fmt.Errorf("cache is larger than %d bytes", MaxCacheBytes)
 	}
-	c := &Cache{Users: map[string]Access{}, only: user}
+	c := &Cache{Users: map[string]Access{}, only: user, names: map[string]struct{}{}}
 	rest := string(data)
 	n := 0
 	ended := false
@@ -212,14 +225,18 @@ func ParseCacheFor(data []byte, user string) (*Cache, error) {
 			return nil, fmt.Errorf("cache line %d is longer than %d bytes", n, maxLine)
 		}
 		kw, args, _ := strings.Cut(line, " ")
+		if kw == "end" && line != "end" {
+			return nil, fmt.Errorf("cache line %d: text after end", n)
+		}
 		if err := c.parseLine(kw, args, seen); err != nil {
 			return nil, fmt.Errorf("cache line %d: %w", n, err)
 		}
 		ended = kw == "end"
 	}
-	if !ended {
+	if !ended || !strings.HasSuffix(string(data), "end\n") {
 		return nil, errors.New("cache is truncated (no end line)")
 	}
+	c.names = nil
 	for _, k := range []string{"node", "confirmed", "generated", "hash", "mode", "ca"} {
 		if !seen[k] {
 			return nil, fmt.Errorf("cache has no %q line", k)
@@ -292,9 +309,10 @@ func (c *Cache) parseUser(locked bool, rest string) error {
 	if !ok || !validUser(name) {
 		return fmt.Errorf("user line %q is not \"user NAME LOGIN,...\"", trunc(rest))
 	}
-	if _, dup := c.Users[name]; dup {
+	if _, dup := c.names[name]; dup {
 		return fmt.Errorf("user %q listed twice", name)
 	}
+	c.names[name] = struct{}{}
 	keep := c.only == "" || c.only == name
 	a := Access{Locked: locked}
 	if logins != "-" {

@@ -83,9 +83,11 @@ func (c *Cache) Check(login, keyID string, serial uint64) error {
 }
 
 // Stale reports whether the cache was last confirmed more than maxAge
-// before now.
+// before now, or claims a confirmation more than a minute in the future
+// (written while the clock was wrong): neither is trusted.
 func (c *Cache) Stale(now time.Time, maxAge time.Duration) bool {
-	return now.Sub(c.Confirmed) > maxAge
+	age := now.Sub(c.Confirmed)
+	return age > maxAge || age < -time.Minute
 }
 
 // PrincipalsLine answers AuthorizedPrincipalsCommand ("principals %u %i

@@ -85,12 +85,15 @@ func wantDenied(t *testing.T, err error, fragments ...string) {
 	}
 }
 
-func TestUserFromKeyID(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name, mode, keyID string
-		want              string // "" means refused
-	}{
+// keyIDCase is a certificate KeyId and the user it names in mode.
+type keyIDCase struct {
+	name, mode, keyID string
+	want              string // "" means refused
+}
+
+// keyIDCases is TestUserFromKeyID's table.
+func keyIDCases() []keyIDCase {
+	return []keyIDCase{
 		{"proxy session cert", ModeProxy, "user=alice proxy=p1 session=abc", "alice"},
 		{"proxy user with dots and dashes", ModeProxy, "user=a.b-c_d proxy=p1 session=abc", "a.b-c_d"},
 		{"proxy empty proxy and session", ModeProxy, "user=alice proxy= session=", "alice"},
@@ -132,7 +135,11 @@ func TestUserFromKeyID(t *testing.T) {
 		{"unknown mode", "", "alice", ""},
 		{"unknown mode session", "record", "user=alice proxy=p1 session=abc", ""},
 	}
-	for _, tt := range tests {
+}
+
+func TestUserFromKeyID(t *testing.T) {
+	t.Parallel()
+	for _, tt := range keyIDCases() {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			got, err := UserFromKeyID(tt.mode, tt.keyID)

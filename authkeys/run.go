@@ -175,8 +175,10 @@ func (r *Runner) cache(user string) (*Cache, error) {
 	if err == nil && !c.Stale(now, r.MaxAge) {
 		return c, nil
 	}
-	why := "the policy cache is unreadable (" + errString(err) + ")"
-	if err == nil {
+	var why string
+	if err != nil {
+		why = "the policy cache is unreadable (" + errString(err) + ")"
+	} else {
 		why = fmt.Sprintf("the policy cache was last confirmed by the CA at %s, more than %v ago", c.Confirmed.UTC().Format(time.RFC3339), r.MaxAge)
 	}
 	if t, ok := r.lastUnreachable(); ok && now.Sub(t) < unreachableHold && now.After(t) {

@@ -214,71 +214,158 @@ func TestAnswerFreshCache(t *testing.T) {
 	}
 }
 
-func TestAnswerStaleCacheFetches(t *testing.T) {
-	t.Parallel()
+// needCA is a data directory whose cache makes Answer ask the CA:
+// "stale" (confirmed two hours before now) or "missing".
+func needCA(t *testing.T, state string, now time.Time) nodedir.Dir {
+	t.Helper()
 	d := newNodeDir(t)
-	now := t0
-	writeCache(t, d, cacheConfirmedAt(t, now.Add(-time.Hour-time.Nanosecond)))
-	ca := &fakeCA{policy: testPolicy(t, ModeOff)}
-	r := testRunner(d, &now, ca.fetch)
-	var logged []string
-	r.Log = func(msg string) { logged = append(logged, msg) }
+	if state == "stale" {
+		writeCache(t, d, cacheConfirmedAt(t, now.Add(-2*time.Hour)))
+	}
+	return d
+}
 
-	// eve is only in the CA's policy.
-	if got, err := r.Answer("principals", "root", "eve", "1"); got != "root\n" || err != nil {
-		t.Fatalf("eve as root: %q, %v; want the answer from the fetched policy", got, err)
-	}
-	if ca.calls != 1 {
-		t.Fatalf("Fetch called %d times, want 1", ca.calls)
-	}
-	if len(logged) != 0 {
-		t.Errorf("an allowed login was logged: %q", logged)
-	}
-	c := readCache(t, d)
-	if !c.Confirmed.Equal(now) || c.Hash != "cd34" {
-		t.Errorf("rewritten cache confirmed %v hash %q, want %v and the CA's hash", c.Confirmed, c.Hash, now)
-	}
-	want, err := FromPolicy(testPolicy(t, ModeOff), now)
-	if err != nil {
+// needCAStates are needCA's states and what a denial says about each.
+var needCAStates = []struct{ state, why string }{
+	{"stale", "more than 1h0m0s ago"},
+	{"missing", "does not exist"},
+}
+
+// cacheFile is the cache file's contents, nil when there is none.
+func cacheFile(t *testing.T, d nodedir.Dir) []byte {
+	t.Helper()
+	b, err := os.ReadFile(d.Path(nodedir.Cache))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		t.Fatal(err)
 	}
-	if diff := cacheDiff(c, want); diff != "" {
-		t.Errorf("rewritten cache:\n%s", diff)
-	}
-	if fi, err := os.Stat(d.Path(nodedir.Cache)); err != nil || fi.Mode().Perm() != 0o640 {
-		t.Errorf("cache file mode: %v, %v; want 0640", fi.Mode(), err)
-	}
+	return b
+}
 
-	// Within MaxAge of the fetch the new cache answers, denials included.
-	now = t0.Add(time.Hour)
-	for _, a := range [][3]string{
-		{"deploy", "alice", "1"}, // allowed by the old cache only
-		{"root", "dave", "1"},    // in neither
-		{"root", "alice", "11"},  // revoked in the CA's policy
-	} {
-		if got, err := r.Answer("principals", a[0], a[1], a[2]); got != "" || err == nil {
-			t.Errorf("%s as %s serial %s: %q, %v; want a denial", a[1], a[0], a[2], got, err)
-		} else {
-			wantDenied(t, err)
-		}
+// TestAnswerAgreesWithCache: Answer, which reads the cache file only for
+// the user it guesses from the key id, says what the whole cache says,
+// whatever the key id.
+func TestAnswerAgreesWithCache(t *testing.T) {
+	t.Parallel()
+	ca := testSigner(t, seedTrustedCA)
+	for _, mode := range []string{ModeOff, ModeProxy} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			d := newNodeDir(t)
+			now := t0
+			c := cacheConfirmedAt(t, now)
+			c.Mode = mode
+			writeCache(t, d, c)
+			r := testRunner(d, &now, noFetch(t))
+			keyIDs := []string{keyIDFor(mode, "dave.ops"), keyIDFor(mode, "bob"), "user=alice", "user=alice proxy=p", "user=alice session=s proxy=p"}
+			for _, k := range keyIDCases() {
+				keyIDs = append(keyIDs, k.keyID)
+			}
+			allowed := 0
+			for _, keyID := range keyIDs {
+				typ, key := offered(signCert(t, ca, ssh.UserCert, keyID, 20))
+				for _, login := range []string{"root", "deploy", "www-data", "admin"} {
+					for _, serial := range []string{"1", "10", "20"} {
+						got, gotErr := r.Answer("principals", login, keyID, serial)
+						want, wantErr := c.PrincipalsLine(login, keyID, serial)
+						if got != want || (gotErr == nil) != (wantErr == nil) {
+							t.Errorf("principals %s %q %s: Answer %q, %v; the cache says %q, %v", login, keyID, serial, got, gotErr, want, wantErr)
+						}
+						if got != "" {
+							allowed++
+						}
+					}
+					got, gotErr := r.Answer("keys", login, typ, key)
+					want, wantErr := c.KeysLine(login, typ, key)
+					if got != want || (gotErr == nil) != (wantErr == nil) {
+						t.Errorf("keys %s %q: Answer %q, %v; the cache says %q, %v", login, keyID, got, gotErr, want, wantErr)
+					}
+				}
+			}
+			if allowed == 0 {
+				t.Error("no login was allowed")
+			}
+		})
 	}
-	if got, err := r.Answer("principals", "root", "alice", "10"); got != "root\n" {
-		t.Errorf("alice with serial 10, revoked only in the old cache: %q, %v", got, err)
-	}
-	if ca.calls != 1 {
-		t.Errorf("Fetch called %d times within MaxAge of the last fetch, want 1", ca.calls)
-	}
-	if len(logged) != 3 || !strings.Contains(logged[0], `denied login as "deploy"`) {
-		t.Errorf("logged %q, want the three denials", logged)
-	}
-	if markerExists(t, d) {
-		t.Error("the ca-unreachable marker was written")
-	}
+}
 
-	// Past MaxAge it asks again.
-	now = t0.Add(time.Hour + time.Nanosecond)
+func TestAnswerFetchesAndCaches(t *testing.T) {
+	t.Parallel()
+	for _, st := range needCAStates {
+		t.Run(st.state, func(t *testing.T) {
+			t.Parallel()
+			now := t0
+			d := needCA(t, st.state, now)
+			ca := &fakeCA{policy: testPolicy(t, ModeOff)}
+			r := testRunner(d, &now, ca.fetch)
+			var logged []string
+			r.Log = func(msg string) { logged = append(logged, msg) }
+
+			// eve is only in the CA's policy.
+			if got, err := r.Answer("principals", "root", "eve", "1"); got != "root\n" || err != nil {
+				t.Fatalf("eve as root: %q, %v; want the answer from the fetched policy", got, err)
+			}
+			if ca.calls != 1 {
+				t.Fatalf("Fetch called %d times, want 1", ca.calls)
+			}
+			if len(logged) != 0 {
+				t.Errorf("an allowed login was logged: %q", logged)
+			}
+			want, err := FromPolicy(testPolicy(t, ModeOff), now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cacheDiff(readCache(t, d), want); diff != "" {
+				t.Errorf("rewritten cache (want confirmed now, the CA's policy):\n%s", diff)
+			}
+			if fi, err := os.Stat(d.Path(nodedir.Cache)); err != nil || fi.Mode().Perm() != 0o640 {
+				t.Errorf("cache file mode: %v, %v; want 0640", fi.Mode(), err)
+			}
+
+			// Within MaxAge of the fetch the new cache answers, denials
+			// included.
+			now = t0.Add(time.Hour)
+			for _, a := range [][3]string{
+				{"deploy", "alice", "1"}, // allowed by the old cache only
+				{"root", "dave", "1"},    // in neither
+				{"root", "alice", "11"},  // revoked in the CA's policy
+			} {
+				if got, err := r.Answer("principals", a[0], a[1], a[2]); got != "" || err == nil {
+					t.Errorf("%s as %s serial %s: %q, %v; want a denial", a[1], a[0], a[2], got, err)
+				} else {
+					wantDenied(t, err)
+				}
+			}
+			if got, err := r.Answer("principals", "root", "alice", "10"); got != "root\n" {
+				t.Errorf("alice with serial 10, revoked only in the old cache: %q, %v", got, err)
+			}
+			if ca.calls != 1 {
+				t.Errorf("Fetch called %d times within MaxAge of the last fetch, want 1", ca.calls)
+			}
+			if len(logged) != 3 || !strings.Contains(logged[0], `denied login as "deploy"`) {
+				t.Errorf("logged %q, want the three denials", logged)
+			}
+			if markerExists(t, d) {
+				t.Error("the ca-unreachable marker was written")
+			}
+		})
+	}
+}
+
+// TestAnswerFetchesAgainAfterMaxAge: the cache a fetch wrote ages like
+// any other.
+func TestAnswerFetchesAgainAfterMaxAge(t *testing.T) {
+	t.Parallel()
+	now := t0
+	d := needCA(t, "missing", now)
+	ca := &fakeCA{policy: testPolicy(t, ModeOff)}
+	r := testRunner(d, &now, ca.fetch)
 	if got, err := r.Answer("principals", "root", "alice", "1"); got != "root\n" {
-		t.Errorf("alice as root: %q, %v", got, err)
+		t.Fatalf("alice as root: %q, %v", got, err)
+	}
+	now = t0.Add(time.Hour + time.Nanosecond)
+	ca.err = errors.New("connection refused")
+	if got, err := r.Answer("principals", "root", "alice", "1"); got != "" || err == nil {
+		t.Errorf("alice as root after MaxAge, CA down: %q, %v; want a denial", got, err)
 	}
 	if ca.calls != 2 {
 		t.Errorf("Fetch called %d times after MaxAge, want 2", ca.calls)
@@ -286,17 +373,16 @@ func TestAnswerStaleCacheFetches(t *testing.T) {
 }
 
 // TestAnswerFetchUsesPolicyMode: the fetched policy decides the mode and
-// the trusted CA, not the stale cache.
+// the trusted CA.
 func TestAnswerFetchUsesPolicyMode(t *testing.T) {
 	t.Parallel()
-	d := newNodeDir(t)
 	now := t0
-	writeCache(t, d, cacheConfirmedAt(t, now.Add(-2*time.Hour))) // mode off
+	d := needCA(t, "missing", now)
 	ca := &fakeCA{policy: testPolicy(t, ModeProxy)}
 	r := testRunner(d, &now, ca.fetch)
 	typ, key := offered(signCert(t, testSigner(t, seedTrustedCA), ssh.UserCert, keyIDFor(ModeProxy, "eve"), 1))
 	if got, err := r.Answer("keys", "root", typ, key); got != wantKeysLine(t, "root") {
-		t.Errorf("session certificate after the switch to mode proxy: %q, %v", got, err)
+		t.Errorf("session certificate in mode proxy: %q, %v", got, err)
 	}
 	typ, key = offered(signCert(t, testSigner(t, seedTrustedCA), ssh.UserCert, "eve", 1))
 	if got, err := r.Answer("keys", "root", typ, key); got != "" || err == nil {
@@ -321,83 +407,90 @@ func TestAnswerCARefuses(t *testing.T) {
 		{"500", &api.Error{Code: "internal", Message: "internal error", Status: 500}, true},
 		{"503", &api.Error{Code: api.CodeUnavailable, Message: "shutting down", Status: 503}, true},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			d := newNodeDir(t)
-			now := t0
-			stale := writeCache(t, d, cacheConfirmedAt(t, now.Add(-2*time.Hour)))
-			ca := &fakeCA{err: tt.err}
-			r := testRunner(d, &now, ca.fetch)
-			got, err := r.Answer("principals", "root", "alice", "1")
-			if got != "" || err == nil {
-				t.Fatalf("Answer = %q, %v; want a denial", got, err)
-			}
-			wantDenied(t, err, "failing closed", "more than 1h0m0s ago", tt.err.Error())
-			if markerExists(t, d) != tt.wantMarker {
-				t.Errorf("ca-unreachable marker written: %v, want %v", !tt.wantMarker, tt.wantMarker)
-			}
-			if b, _ := os.ReadFile(d.Path(nodedir.Cache)); !bytes.Equal(b, stale) {
-				t.Errorf("the stale cache was rewritten after a failed fetch:\n%s", b)
-			}
-			// An answer from the CA is not a reason to stop asking it.
-			now = now.Add(time.Second)
-			if _, err := r.Answer("principals", "root", "alice", "1"); err == nil {
-				t.Fatal("second Answer allowed the login")
-			}
-			wantCalls := 2
-			if tt.wantMarker {
-				wantCalls = 1
-			}
-			if ca.calls != wantCalls {
-				t.Errorf("Fetch called %d times, want %d", ca.calls, wantCalls)
-			}
-		})
+	for _, st := range needCAStates {
+		for _, tt := range tests {
+			t.Run(st.state+"/"+tt.name, func(t *testing.T) {
+				t.Parallel()
+				now := t0
+				d := needCA(t, st.state, now)
+				before := cacheFile(t, d)
+				ca := &fakeCA{err: tt.err}
+				r := testRunner(d, &now, ca.fetch)
+				got, err := r.Answer("principals", "root", "alice", "1")
+				if got != "" || err == nil {
+					t.Fatalf("Answer = %q, %v; want a denial", got, err)
+				}
+				wantDenied(t, err, "failing closed", st.why, tt.err.Error())
+				if markerExists(t, d) != tt.wantMarker {
+					t.Errorf("ca-unreachable marker written: %v, want %v", !tt.wantMarker, tt.wantMarker)
+				}
+				if b := cacheFile(t, d); !bytes.Equal(b, before) {
+					t.Errorf("the cache was rewritten after a failed fetch:\n%s", b)
+				}
+				// A refusal from the CA is not a reason to stop asking it.
+				now = now.Add(time.Second)
+				if _, err := r.Answer("principals", "root", "alice", "1"); err == nil {
+					t.Fatal("second Answer allowed the login")
+				}
+				wantCalls := 2
+				if tt.wantMarker {
+					wantCalls = 1
+				}
+				if ca.calls != wantCalls {
+					t.Errorf("Fetch called %d times, want %d", ca.calls, wantCalls)
+				}
+			})
+		}
 	}
 }
 
 func TestAnswerCAUnreachable(t *testing.T) {
 	t.Parallel()
-	d := newNodeDir(t)
-	now := t0
-	writeCache(t, d, cacheConfirmedAt(t, now.Add(-2*time.Hour)))
-	ca := &fakeCA{err: &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}}
-	r := testRunner(d, &now, ca.fetch)
+	for _, st := range needCAStates {
+		t.Run(st.state, func(t *testing.T) {
+			t.Parallel()
+			now := t0
+			d := needCA(t, st.state, now)
+			ca := &fakeCA{err: &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}}
+			r := testRunner(d, &now, ca.fetch)
 
-	got, err := r.Answer("principals", "root", "alice", "1")
-	if got != "" || err == nil {
-		t.Fatalf("Answer = %q, %v; want a denial", got, err)
-	}
-	wantDenied(t, err, "asking the CA failed", "connection refused", "failing closed")
-	b, rerr := os.ReadFile(d.Path(nodedir.Unreachable))
-	if rerr != nil {
-		t.Fatalf("the ca-unreachable marker was not written: %v", rerr)
-	}
-	if mark, err := time.Parse(time.RFC3339Nano, string(b)); err != nil || !mark.Equal(now) {
-		t.Errorf("marker %q, want %v", b, now)
-	}
+			got, err := r.Answer("principals", "root", "alice", "1")
+			if got != "" || err == nil {
+				t.Fatalf("Answer = %q, %v; want a denial", got, err)
+			}
+			wantDenied(t, err, st.why, "asking the CA failed", "connection refused", "failing closed")
+			b, rerr := os.ReadFile(d.Path(nodedir.Unreachable))
+			if rerr != nil {
+				t.Fatalf("the ca-unreachable marker was not written: %v", rerr)
+			}
+			if mark, err := time.Parse(time.RFC3339Nano, string(b)); err != nil || !mark.Equal(now) {
+				t.Errorf("marker %q, want %v", b, now)
+			}
 
-	// Within 30s of the failure the node does not wait for the CA again.
-	for _, after := range []time.Duration{time.Nanosecond, 10 * time.Second, 30*time.Second - time.Nanosecond} {
-		now = t0.Add(after)
-		got, err := r.Answer("principals", "root", "alice", "1")
-		if got != "" || err == nil {
-			t.Fatalf("%v after the failure: %q, %v; want a denial", after, got, err)
-		}
-		wantDenied(t, err, "the CA was unreachable at", "failing closed")
-	}
-	if ca.calls != 1 {
-		t.Fatalf("Fetch called %d times within 30s of the failure, want 1", ca.calls)
-	}
+			// Within 30s of the failure the node does not wait for the
+			// CA again.
+			for _, after := range []time.Duration{time.Nanosecond, 10 * time.Second, 30*time.Second - time.Nanosecond} {
+				now = t0.Add(after)
+				got, err := r.Answer("principals", "root", "alice", "1")
+				if got != "" || err == nil {
+					t.Fatalf("%v after the failure: %q, %v; want a denial", after, got, err)
+				}
+				wantDenied(t, err, st.why, "the CA was unreachable at", "failing closed")
+			}
+			if ca.calls != 1 {
+				t.Fatalf("Fetch called %d times within 30s of the failure, want 1", ca.calls)
+			}
 
-	// Then it asks again, and a CA that is back answers.
-	now = t0.Add(30 * time.Second)
-	ca.err, ca.policy = nil, testPolicy(t, ModeOff)
-	if got, err := r.Answer("principals", "root", "alice", "1"); got != "root\n" {
-		t.Errorf("30s after the failure, CA back: %q, %v", got, err)
-	}
-	if ca.calls != 2 {
-		t.Errorf("Fetch called %d times, want 2", ca.calls)
+			// Then it asks again, and a CA that is back answers.
+			now = t0.Add(30 * time.Second)
+			ca.err, ca.policy = nil, testPolicy(t, ModeOff)
+			if got, err := r.Answer("principals", "root", "alice", "1"); got != "root\n" {
+				t.Errorf("30s after the failure, CA back: %q, %v", got, err)
+			}
+			if ca.calls != 2 {
+				t.Errorf("Fetch called %d times, want 2", ca.calls)
+			}
+		})
 	}
 }
 
@@ -405,12 +498,27 @@ func TestAnswerCAUnreachable(t *testing.T) {
 // (the clock was stepped back) does not stop the node from asking.
 func TestAnswerUnreachableMarkerInFuture(t *testing.T) {
 	t.Parallel()
-	d := newNodeDir(t)
-	now := t0
-	writeCache(t, d, cacheConfirmedAt(t, now.Add(-2*time.Hour)))
-	if err := os.WriteFile(d.Path(nodedir.Unreachable), []byte(now.Add(time.Second).Format(time.RFC3339Nano)), 0o640); err != nil {
-		t.Fatal(err)
+	for _, st := range needCAStates {
+		t.Run(st.state, func(t *testing.T) {
+			t.Parallel()
+			now := t0
+			d := needCA(t, st.state, now)
+			write(t, d.Path(nodedir.Unreachable), now.Add(time.Second).Format(time.RFC3339Nano))
+			ca := &fakeCA{policy: testPolicy(t, ModeOff)}
+			if got, err := testRunner(d, &now, ca.fetch).Answer("principals", "root", "alice", "1"); got != "root\n" || ca.calls != 1 {
+				t.Errorf("Answer = %q, %v after %d fetches; want root after 1", got, err, ca.calls)
+			}
+		})
 	}
+}
+
+// TestAnswerUnreachableMarkerDamaged: a marker that does not parse does
+// not stop the node from asking.
+func TestAnswerUnreachableMarkerDamaged(t *testing.T) {
+	t.Parallel()
+	now := t0
+	d := needCA(t, "missing", now)
+	write(t, d.Path(nodedir.Unreachable), "yesterday")
 	ca := &fakeCA{policy: testPolicy(t, ModeOff)}
 	if got, err := testRunner(d, &now, ca.fetch).Answer("principals", "root", "alice", "1"); got != "root\n" || ca.calls != 1 {
 		t.Errorf("Answer = %q, %v after %d fetches; want root after 1", got, err, ca.calls)
@@ -419,23 +527,27 @@ func TestAnswerUnreachableMarkerInFuture(t *testing.T) {
 
 func TestAnswerCATimeout(t *testing.T) {
 	t.Parallel()
-	d := newNodeDir(t)
-	now := t0
-	writeCache(t, d, cacheConfirmedAt(t, now.Add(-2*time.Hour)))
-	ca := &fakeCA{block: true}
-	r := testRunner(d, &now, ca.fetch)
-	r.CATimeout = 50 * time.Millisecond
-	start := time.Now()
-	got, err := r.Answer("principals", "root", "alice", "1")
-	if got != "" || err == nil {
-		t.Fatalf("Answer = %q, %v; want a denial", got, err)
-	}
-	if took := time.Since(start); took > 5*time.Second {
-		t.Errorf("Answer took %v with a 50ms CA timeout", took)
-	}
-	wantDenied(t, err, "deadline exceeded", "failing closed")
-	if !markerExists(t, d) {
-		t.Error("a CA that timed out was not marked unreachable")
+	for _, st := range needCAStates {
+		t.Run(st.state, func(t *testing.T) {
+			t.Parallel()
+			now := t0
+			d := needCA(t, st.state, now)
+			ca := &fakeCA{block: true}
+			r := testRunner(d, &now, ca.fetch)
+			r.CATimeout = 50 * time.Millisecond
+			start := time.Now()
+			got, err := r.Answer("principals", "root", "alice", "1")
+			if got != "" || err == nil {
+				t.Fatalf("Answer = %q, %v; want a denial", got, err)
+			}
+			if took := time.Since(start); took > 5*time.Second {
+				t.Errorf("Answer took %v with a 50ms CA timeout", took)
+			}
+			wantDenied(t, err, st.why, "deadline exceeded", "failing closed")
+			if !markerExists(t, d) {
+				t.Error("a CA that timed out was not marked unreachable")
+			}
+		})
 	}
 }
 
@@ -451,7 +563,7 @@ func TestAnswerUnusableCacheFetches(t *testing.T) {
 		{"missing", func(*testing.T, nodedir.Dir) {}, "does not exist", true},
 		{"empty", func(t *testing.T, d nodedir.Dir) { write(t, d.Path(nodedir.Cache), "") }, "truncated", true},
 		{"garbage", func(t *testing.T, d nodedir.Dir) { write(t, d.Path(nodedir.Cache), "\x00\x01garbage") }, "line 1", true},
-		{"truncated", func(t *testing.T, d nodedir.Dir) { write(t, d.Path(nodedir.Cache), valid[:len(valid)/2]) }, "truncated", true},
+		{"truncated", func(t *testing.T, d nodedir.Dir) { write(t, d.Path(nodedir.Cache), strings.TrimSuffix(valid, "end\n")) }, "truncated", true},
 		{"a directory", func(t *testing.T, d nodedir.Dir) {
 			if err := os.Mkdir(d.Path(nodedir.Cache), 0o750); err != nil {
 				t.Fatal(err)
@@ -505,22 +617,27 @@ func write(t *testing.T, path, data string) {
 }
 
 // TestAnswerBadPolicyFromCA: an answer from the CA that cannot become a
-// cache denies and leaves the old cache alone.
+// cache denies and leaves the cache alone.
 func TestAnswerBadPolicyFromCA(t *testing.T) {
 	t.Parallel()
-	d := newNodeDir(t)
-	now := t0
-	stale := writeCache(t, d, cacheConfirmedAt(t, now.Add(-2*time.Hour)))
-	p := testPolicy(t, ModeOff)
-	p.UserCA = "not a key"
-	ca := &fakeCA{policy: p}
-	got, err := testRunner(d, &now, ca.fetch).Answer("principals", "root", "alice", "1")
-	if got != "" || err == nil {
-		t.Fatalf("Answer = %q, %v; want a denial", got, err)
-	}
-	wantDenied(t, err, "bad off CA key", "failing closed")
-	if b, _ := os.ReadFile(d.Path(nodedir.Cache)); !bytes.Equal(b, stale) {
-		t.Errorf("the cache was rewritten from a bad policy:\n%s", b)
+	for _, st := range needCAStates {
+		t.Run(st.state, func(t *testing.T) {
+			t.Parallel()
+			now := t0
+			d := needCA(t, st.state, now)
+			before := cacheFile(t, d)
+			p := testPolicy(t, ModeOff)
+			p.UserCA = "not a key"
+			ca := &fakeCA{policy: p}
+			got, err := testRunner(d, &now, ca.fetch).Answer("principals", "root", "alice", "1")
+			if got != "" || err == nil {
+				t.Fatalf("Answer = %q, %v; want a denial", got, err)
+			}
+			wantDenied(t, err, st.why, "bad off CA key", "failing closed")
+			if b := cacheFile(t, d); !bytes.Equal(b, before) {
+				t.Errorf("the cache was rewritten from a bad policy:\n%s", b)
+			}
+		})
 	}
 }
 
@@ -528,7 +645,6 @@ func TestAnswerBadPolicyFromCA(t *testing.T) {
 // (written before the clock was stepped back) must not count as fresh
 // until the clock catches up, which may be far away.
 func TestAnswerConfirmedInFuture(t *testing.T) {
-	t.Skip("BUG: Cache.Stale (decide.go) is now.Sub(c.Confirmed) > maxAge, which is negative and so never stale when Confirmed is after now: a cache confirmed at a wrong future time is used without asking the CA until that time plus MaxAge")
 	t.Parallel()
 	d := newNodeDir(t)
 	now := t0
@@ -611,16 +727,20 @@ func TestMainDenied(t *testing.T) {
 		dir   func(t *testing.T) nodedir.Dir
 		args  []string
 		wants []string
+		bug   string // non-empty: a known bug, the case is skipped
 	}{
-		{"unknown user", mainDir, []string{"principals", "root", "eve", "1"}, []string{"eve has no login"}},
-		{"other login", mainDir, []string{"principals", "admin", "alice", "1"}, []string{"may not log in as admin"}},
-		{"other CA", mainDir, []string{"keys", "root", typ, key}, []string{"not signed by the CA"}},
+		{"unknown user", mainDir, []string{"principals", "root", "eve", "1"}, []string{"eve has no login"}, ""},
+		{"other login", mainDir, []string{"principals", "admin", "alice", "1"}, []string{"may not log in as admin"}, ""},
+		{"other CA", mainDir, []string{"keys", "root", typ, key}, []string{"not signed by the CA"}, ""},
 		// No cache and no node identity: asking the CA fails.
-		{"no cache", newNodeDir, []string{"principals", "root", "alice", "1"}, []string{"does not exist", "failing closed"}},
+		{"no cache", newNodeDir, []string{"principals", "root", "alice", "1"}, []string{"does not exist", "failing closed"}, ""},
 		// The cache is too old for --max-age; node.json is missing.
-		{"max-age", mainDir, []string{"--max-age", "1ns", "principals", "root", "alice", "1"}, []string{"more than 1ns ago", "has not joined", "failing closed"}},
+		{"max-age", mainDir, []string{"--max-age", "1ns", "principals", "root", "alice", "1"}, []string{"more than 1ns ago", "has not joined", "failing closed"}, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
+			if tt.bug != "" {
+				t.Skip(tt.bug)
+			}
 			t.Parallel()
 			var stdout, stderr bytes.Buffer
 			args := append([]string{"--data-dir", string(tt.dir(t))}, tt.args...)

@@ -343,3 +343,27 @@ func TestNodesWithRealSSHD(t *testing.T) {
 		}
 	})
 }
+
+// TestModeProxyTrustsOnlySessionCA: in the default recording mode the
+// node's sshd trusts only the session CA, so a valid user certificate from
+// the same cluster, for an allowed login, is refused: only the recording
+// proxy can log in.
+func TestModeProxyTrustsOnlySessionCA(t *testing.T) {
+	c := newCluster(t)
+	c.caadm(t, "roles", "add", "all-root", "--logins", "root", "--labels", "*=*")
+	if _, err := c.ca.Admin().AddUser(context.Background(), api.AddUserRequest{Name: "alice", Roles: []string{"all-root"}, Password: "correct horse battery"}); err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.ca.Admin().AdminCA(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := c.startNode(t, "node1", nodeOpts{labels: map[string]string{"env": "prod"}})
+	trusted, err := os.ReadFile(n.dir.Path(nodedir.TrustedCA))
+	if err != nil || strings.TrimSpace(string(trusted)) != info.SessionCA {
+		t.Fatalf("trusted_user_ca.pub = %q (%v), want the session CA %q", trusted, err, info.SessionCA)
+	}
+	if ok, out := sshLogin(t, c.userCert(t, "alice"), "root", n, knownHosts(t, info.HostCA)); ok {
+		t.Fatalf("a user certificate logged in directly in recording mode proxy:\n%s", out)
+	}
+}
