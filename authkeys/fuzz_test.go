@@ -87,18 +87,6 @@ func FuzzParseCache(f *testing.F) {
 	})
 }
 
-// timesInRange reports whether every time of c is within the years
-// RFC 3339 can write, in UTC.
-func timesInRange(c *Cache) bool {
-	ok := func(t time.Time) bool { y := t.UTC().Year(); return y >= 0 && y <= 9999 }
-	for _, r := range c.Revoked {
-		if !ok(r.Expires) {
-			return false
-		}
-	}
-	return ok(c.Confirmed) && ok(c.Generated)
-}
-
 // keysLineRE is every line KeysLine may print.
 var keysLineRE = regexp.MustCompile(`^cert-authority,principals="[a-z_][a-z0-9_-]*" [^\n]+\n$`)
 
