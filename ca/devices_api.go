@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"context"
 	"crypto/x509"
 	"errors"
 	"net/http"
@@ -75,22 +76,27 @@ func (s *Server) handleDeviceCert(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleDeviceRegister(w http.ResponseWriter, r *http.Request) {
-	req, err := readRequest[api.RegisterDeviceRequest](w, r)
+	exchangeToken(s, w, r, s.a.RegisterDevice)
+}
+
+// exchangeToken serves an endpoint that trades a token for an identity.
+// Token guesses count against the client address like failed sign-ins.
+func exchangeToken[Req, Resp any](s *Server, w http.ResponseWriter, r *http.Request, fn func(context.Context, Req, string) (Resp, error)) {
+	req, err := readRequest[Req](w, r)
 	if err != nil {
 		s.writeErr(w, r, err)
 		return
 	}
-	// Token guesses count against the address like failed sign-ins.
 	now := s.a.now()
 	if err := s.a.throttle.check(remoteHost(r), now); err != nil {
 		s.writeErr(w, r, err)
 		return
 	}
-	id, err := s.a.RegisterDevice(r.Context(), req, remoteHost(r))
+	resp, err := fn(r.Context(), req, remoteHost(r))
 	if errors.Is(err, ErrBadToken) {
 		s.a.countFailure(r.Context(), remoteHost(r), now)
 	}
-	s.reply(w, r, id, err)
+	s.reply(w, r, resp, err)
 }
 
 // clientLeaf returns the client certificate the TLS layer verified

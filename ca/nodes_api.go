@@ -1,7 +1,6 @@
 package ca
 
 import (
-	"errors"
 	"net/http"
 	"time"
 
@@ -16,22 +15,7 @@ func (s *Server) mountNodes(m *http.ServeMux) {
 }
 
 func (s *Server) handleNodeJoin(w http.ResponseWriter, r *http.Request) {
-	req, err := readRequest[api.NodeJoinRequest](w, r)
-	if err != nil {
-		s.writeErr(w, r, err)
-		return
-	}
-	// Token guesses count against the address like failed sign-ins.
-	now := s.a.now()
-	if err := s.a.throttle.check(remoteHost(r), now); err != nil {
-		s.writeErr(w, r, err)
-		return
-	}
-	id, err := s.a.JoinNode(r.Context(), req, remoteHost(r))
-	if errors.Is(err, ErrBadToken) {
-		s.a.countFailure(r.Context(), remoteHost(r), now)
-	}
-	s.reply(w, r, id, err)
+	exchangeToken(s, w, r, s.a.JoinNode)
 }
 
 func (s *Server) handleNodeRenew(w http.ResponseWriter, r *http.Request) {
