@@ -276,9 +276,19 @@ func (a *Authority) RenewNode(ctx context.Context, leaf *x509.Certificate, req a
 	return id, nil
 }
 
-// touchNode records when and from where a node was last seen; losing the
-// race to another write is harmless.
+// touchNodeEvery is how stale a node's LastSeen may get before a call
+// rewrites it. Nodes poll their policy every 25 s, and a write to nodes/
+// wakes every node waiting on its policy: writing on every poll would
+// make each poll cost a policy rebuild on every other node.
+const touchNodeEvery = 5 * time.Minute
+
+// touchNode records when and from where a node was last seen, at most
+// once per touchNodeEvery unless its address changed; losing the race to
+// another write is harmless.
 func (a *Authority) touchNode(ctx context.Context, n *authenticatedNode, remote string, now time.Time) {
+	if n.rec.Remote == remote && now.Sub(n.rec.LastSeen) < touchNodeEvery {
+		return
+	}
 	rec := n.rec
 	rec.LastSeen, rec.Remote = now.UTC(), remote
 	if b, err := json.Marshal(rec); err == nil {

@@ -192,6 +192,22 @@ func TestNodePolicy(t *testing.T) {
 		t.Fatalf("groups: %v %v", byName["alice"].Groups, p.Groups)
 	}
 
+	// Polling does not rewrite the node record each time (a write to
+	// nodes/ wakes every waiting node).
+	before, err := a.store.Get(ctx, nodeKey("web1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		n, _ := a.authenticateNode(ctx, leaf)
+		if _, err := a.NodePolicy(ctx, n, "", 0, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after, _ := a.store.Get(ctx, nodeKey("web1")); after.Revision != before.Revision {
+		t.Fatalf("node record rewritten by policy polls: revision %d -> %d", before.Revision, after.Revision)
+	}
+
 	// Unchanged: a wait returns the same hash after the wait.
 	start := time.Now()
 	same, err := a.NodePolicy(ctx, n, p.Hash, 300*time.Millisecond, "")
