@@ -28,7 +28,7 @@ func (s *Server) adminHandler() http.Handler {
 	m.HandleFunc("DELETE "+api.PathAdminToken+"{id}", s.adminRemoveToken)
 	m.HandleFunc("POST "+api.PathAdminSign, s.adminSign)
 	m.HandleFunc("GET "+api.PathAdminCA, func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, s.a.Info())
+		writeJSON(w, http.StatusOK, s.a.InfoWithProxies(r.Context()))
 	})
 	m.HandleFunc("GET "+api.PathAdminAudit, s.adminAudit)
 	m.HandleFunc("GET "+api.PathAdminCerts, s.adminCerts)
@@ -59,6 +59,7 @@ func (s *Server) adminHandler() http.Handler {
 		v, err := s.a.Revoked(r.Context())
 		s.reply(w, r, v, err)
 	})
+	s.mountAdminProxies(m)
 	return s.requireAdmin(m)
 }
 

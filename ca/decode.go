@@ -37,6 +37,12 @@ func decodeJSON[T any](body io.Reader) (T, error) {
 
 // readRequest checks the content type, caps the body and decodes it.
 func readRequest[T any](w http.ResponseWriter, r *http.Request) (T, error) {
+	return readRequestLimit[T](w, r, api.MaxBodyBytes)
+}
+
+// readRequestLimit is readRequest with another cap, for the few bodies
+// that are lists (a proxy's sessions and audit batches).
+func readRequestLimit[T any](w http.ResponseWriter, r *http.Request, limit int64) (T, error) {
 	var zero T
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
@@ -46,7 +52,7 @@ func readRequest[T any](w http.ResponseWriter, r *http.Request) (T, error) {
 	} else {
 		return zero, invalidf("content type is missing; send application/json")
 	}
-	body := http.MaxBytesReader(w, r.Body, api.MaxBodyBytes)
+	body := http.MaxBytesReader(w, r.Body, limit)
 	return decodeJSON[T](body)
 }
 

@@ -95,7 +95,7 @@ func (a *Authority) JoinNode(ctx context.Context, req api.NodeJoinRequest, remot
 	if err != nil {
 		return api.NodeIdentity{}, err
 	}
-	if err := a.checkPrincipalsFree(ctx, req.Name, principals); err != nil {
+	if err := a.checkPrincipalsFree(ctx, "node/"+req.Name, principals); err != nil {
 		a.auditNode(ctx, "node.join", req.Name, remote, false, err.Error())
 		return api.NodeIdentity{}, err
 	}
@@ -130,32 +130,60 @@ func (a *Authority) JoinNode(ctx context.Context, req api.NodeJoinRequest, remot
 	return id, nil
 }
 
-// checkPrincipalsFree refuses names another node holds: a node must not
-// get a host certificate that lets it pose as another. IP addresses may
-// be shared (NAT, several sshd on one host).
+// checkPrincipalsFree refuses names another node or proxy holds: a node
+// must not get a host certificate that lets it pose as another host. IP
+// addresses may be shared (NAT, several sshd on one host). self names the
+// caller's own record ("node/NAME" or "proxy/NAME"), which may keep its
+// names; a new node whose own record exists is refused as already joined.
 func (a *Authority) checkPrincipalsFree(ctx context.Context, self string, principals []string) error {
-	items, _, err := a.store.List(ctx, "nodes/")
+	held, err := a.heldNames(ctx)
 	if err != nil {
 		return err
 	}
-	for _, it := range items {
-		var n nodeRecord
-		if err := json.Unmarshal(it.Value, &n); err != nil {
-			return fmt.Errorf("ca: %s: damaged record: %w", it.Key, err)
+	if name, isNode := strings.CutPrefix(self, "node/"); isNode && held[name] == self {
+		return fmt.Errorf("ca: node %q is already joined; remove it first (caadm nodes rm %s): %w", name, name, ErrExists)
+	}
+	for _, p := range principals {
+		if _, err := netip.ParseAddr(p); err == nil {
+			continue
 		}
-		if n.Name == self {
-			return fmt.Errorf("ca: node %q is already joined; remove it first (caadm nodes rm %s): %w", self, self, ErrExists)
-		}
-		for _, p := range principals {
-			if _, err := netip.ParseAddr(p); err == nil {
-				continue
-			}
-			if slices.Contains(n.Principals, p) {
-				return invalidf("the name %q belongs to node %q; choose another name or remove that node", p, n.Name)
-			}
+		if owner, ok := held[p]; ok && owner != self {
+			kind, name, _ := strings.Cut(owner, "/")
+			return invalidf("the name %q belongs to %s %q; choose another name or remove that %s", p, kind, name, kind)
 		}
 	}
 	return nil
+}
+
+// heldNames maps every non-IP principal of every node and proxy to its
+// holder, "node/NAME" or "proxy/NAME".
+func (a *Authority) heldNames(ctx context.Context) (map[string]string, error) {
+	held := map[string]string{}
+	items, _, err := a.store.List(ctx, "nodes/")
+	if err != nil {
+		return nil, err
+	}
+	for _, it := range items {
+		n, err := decodeItem[nodeRecord](&a.decoded, it)
+		if err != nil {
+			return nil, fmt.Errorf("ca: %s: damaged record: %w", it.Key, err)
+		}
+		for _, p := range n.Principals {
+			held[p] = "node/" + n.Name
+		}
+	}
+	proxies, err := a.proxies(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, pr := range proxies {
+		for _, p := range pr.Principals {
+			if _, taken := held[p]; !taken {
+				held[p] = "proxy/" + pr.Name
+			}
+		}
+	}
+	return held, nil
 }
 
 // nodeIdentity signs the host and TLS client certificates of a node.

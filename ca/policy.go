@@ -26,7 +26,7 @@ import (
 const MaxPolicyWait = 25 * time.Second
 
 // policyPrefixes are the store prefixes a node policy is computed from.
-var policyPrefixes = []string{"users/", "roles/", "revoked/", "nodes/", "nss/groups/"}
+var policyPrefixes = []string{"users/", "roles/", "revoked/", "nodes/", "nss/groups/", "proxies/"}
 
 // changeNotifier wakes waiters when a policy input changes. wait returns
 // a channel that is closed at the next change.
@@ -105,21 +105,9 @@ func (a *Authority) NodePolicy(ctx context.Context, n *authenticatedNode, have s
 }
 
 // matchLabels reports whether a role's node selector selects a node with
-// the given labels. An empty selector selects nothing.
+// the given labels (api.MatchLabels: the proxy decides with the same code).
 func matchLabels(sel map[string][]string, labels map[string]string) bool {
-	if len(sel) == 0 {
-		return false
-	}
-	if vs, ok := sel["*"]; ok && slices.Equal(vs, []string{"*"}) {
-		return true
-	}
-	for k, vs := range sel {
-		v, ok := labels[k]
-		if !ok || !(slices.Contains(vs, "*") || slices.Contains(vs, v)) {
-			return false
-		}
-	}
-	return true
+	return api.MatchLabels(sel, labels)
 }
 
 // buildNodePolicy computes the policy of the node called name. A node that
@@ -213,6 +201,13 @@ func (a *Authority) buildNodePolicy(ctx context.Context, name string) (api.NodeP
 	}
 	if p.Revoked, err = a.revokedSerials(ctx, now); err != nil {
 		return p, err
+	}
+	proxies, err := a.proxies(ctx)
+	if err != nil {
+		return p, err
+	}
+	for _, pr := range proxies {
+		p.Proxies = append(p.Proxies, pr.info())
 	}
 	p.Hash = policyHash(p)
 	p.Generated = now.UTC()

@@ -14,7 +14,7 @@ import (
 )
 
 // UserLoginPlaceholder in a role's logins stands for the user's own name.
-const UserLoginPlaceholder = "{user}"
+const UserLoginPlaceholder = api.UserLoginPlaceholder
 
 func roleKey(name string) string { return "roles/" + name }
 

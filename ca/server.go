@@ -230,13 +230,14 @@ func (s *Server) publicHandler() http.Handler {
 		writeJSON(w, http.StatusOK, api.Ping{Version: "v1", Time: s.a.now().UTC()})
 	})
 	m.HandleFunc("GET "+api.PathCA, func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, s.a.Info())
+		writeJSON(w, http.StatusOK, s.a.InfoWithProxies(r.Context()))
 	})
 	m.HandleFunc("POST "+api.PathLogin, s.handleLogin)
 	m.HandleFunc("POST "+api.PathLogout, s.handleLogout)
 	m.HandleFunc("POST "+api.PathUserCert, s.handleUserCert)
 	s.mountDevices(m)
 	s.mountNodes(m)
+	s.mountProxies(m)
 	s.mountWeb(m) // the web pages: /, /account, /enroll/{token}, /assets/
 	return securityHeaders(m)
 }

@@ -159,6 +159,8 @@ type CAInfo struct {
 	// empty while no proxy has registered (or the CA was started with
 	// --proxy-addr unset).
 	ProxyAddr string `json:"proxy_addr,omitempty"`
+	// Proxies are the registered proxies, sorted by name.
+	Proxies []ProxyInfo `json:"proxies,omitempty"`
 }
 
 // LoginRequest signs in with password and TOTP code.
@@ -448,6 +450,9 @@ type NodePolicy struct {
 	// name).
 	Groups  map[string]uint32 `json:"groups,omitempty"`
 	Revoked []RevokedSerial   `json:"revoked"`
+	// Proxies are the registered proxies; the node keeps a reverse tunnel
+	// to each one's TunnelAddr.
+	Proxies []ProxyInfo `json:"proxies,omitempty"`
 }
 
 // NodeUser is one user's access to a node.

@@ -45,6 +45,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		newCertsCmd(cfg, stdout),
 		newDevicesCmd(cfg, stdout),
 		newNodesCmd(cfg, stdout),
+		newProxiesCmd(cfg, stdout),
+		newSessionsCmd(cfg, stdout),
+		newRecordingsCmd(cfg, stdout),
 	}
 	err := cli.Execute(ctx, root, args, stderr)
 	if err == nil {

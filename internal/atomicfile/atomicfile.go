@@ -10,6 +10,7 @@ package atomicfile
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 )
@@ -45,9 +46,41 @@ func WriteFileOwned(path string, data []byte, perm os.FileMode, uid, gid int) er
 	return nil
 }
 
+// WriteFrom atomically replaces the file at path with everything read
+// from r, for contents too large to hold in memory (session recordings).
+// It returns the number of bytes written. On any error, including one
+// from r, nothing is left at path that was not there before.
+func WriteFrom(path string, r io.Reader, perm os.FileMode) (int64, error) {
+	dir, _ := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	var n int64
+	err := replaceWith(path, dir, perm, -1, -1, func(f *os.File) error {
+		var err error
+		n, err = io.Copy(f, r)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("atomicfile: %s: %w", path, err)
+	}
+	if err := syncDir(dir); err != nil {
+		return n, fmt.Errorf("atomicfile: %s: syncing directory: %w", path, err)
+	}
+	return n, nil
+}
+
 // replace writes a temporary file in dir, the directory of path, and renames
 // it to path. On failure it removes the temporary file.
-func replace(path, dir string, data []byte, perm os.FileMode, uid, gid int) (err error) {
+func replace(path, dir string, data []byte, perm os.FileMode, uid, gid int) error {
+	return replaceWith(path, dir, perm, uid, gid, func(f *os.File) error {
+		_, err := f.Write(data)
+		return err
+	})
+}
+
+// replaceWith is replace with the contents written by write.
+func replaceWith(path, dir string, perm os.FileMode, uid, gid int, write func(*os.File) error) (err error) {
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return err
@@ -58,7 +91,7 @@ func replace(path, dir string, data []byte, perm os.FileMode, uid, gid int) (err
 			os.Remove(f.Name())
 		}
 	}()
-	if err := fill(f, data, perm, uid, gid); err != nil {
+	if err := fill(f, write, perm, uid, gid); err != nil {
 		return err
 	}
 	if err := f.Close(); err != nil {
@@ -71,7 +104,7 @@ func replace(path, dir string, data []byte, perm os.FileMode, uid, gid int) (err
 //
 // The owner is changed first because chown may clear the setuid and setgid
 // bits.
-func fill(f *os.File, data []byte, perm os.FileMode, uid, gid int) error {
+func fill(f *os.File, write func(*os.File) error, perm os.FileMode, uid, gid int) error {
 	if uid != -1 || gid != -1 {
 		if err := f.Chown(uid, gid); err != nil {
 			return err
@@ -80,7 +113,7 @@ func fill(f *os.File, data []byte, perm os.FileMode, uid, gid int) error {
 	if err := f.Chmod(perm); err != nil {
 		return err
 	}
-	if _, err := f.Write(data); err != nil {
+	if err := write(f); err != nil {
 		return err
 	}
 	return f.Sync()
