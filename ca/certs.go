@@ -150,6 +150,9 @@ type SessionCertRequest struct {
 	// SourceAddress, when known, binds the certificate to the proxy's
 	// address as the node sees it.
 	SourceAddress []string
+	// Extensions beyond permit-pty (the forwarding permissions of the
+	// roles that give the login on the node).
+	Extensions []string
 }
 
 // IssueSessionCert issues a session-CA certificate whose one principal is
@@ -170,6 +173,12 @@ func (a *Authority) IssueSessionCert(ctx context.Context, req SessionCertRequest
 		principals: []string{req.Login},
 		requester:  "proxy:" + req.Proxy,
 		perms:      ssh.Permissions{Extensions: map[string]string{extPTY: ""}},
+	}
+	for _, e := range req.Extensions {
+		if e != extAgent && e != extPortForwarding && e != extX11 {
+			return nil, invalidf("extension %q is not one a session certificate carries", e)
+		}
+		is.perms.Extensions[e] = ""
 	}
 	if len(req.SourceAddress) > 0 {
 		is.perms.CriticalOptions = map[string]string{optSourceAddress: joinList(req.SourceAddress)}

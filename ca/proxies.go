@@ -299,25 +299,28 @@ func (a *Authority) getNode(ctx context.Context, name string) (nodeRecord, error
 }
 
 // userMayLogin checks that the user exists, is not locked and has a role
-// giving login on a node with these labels.
-func (a *Authority) userMayLogin(ctx context.Context, user, login string, labels map[string]string) error {
+// giving login on a node with these labels, and returns the forwarding
+// extensions those roles permit.
+func (a *Authority) userMayLogin(ctx context.Context, user, login string, labels map[string]string) ([]string, error) {
 	u, _, err := a.getUser(ctx, user)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
-			return &PolicyError{Reason: fmt.Sprintf("user %q does not exist", user)}
+			return nil, &PolicyError{Reason: fmt.Sprintf("user %q does not exist", user)}
 		}
-		return err
+		return nil, err
 	}
 	if u.Pending {
-		return &PolicyError{Reason: fmt.Sprintf("user %q has not finished enrollment", user)}
+		return nil, &PolicyError{Reason: fmt.Sprintf("user %q has not finished enrollment", user)}
 	}
 	if u.locked(a.now()) {
-		return &PolicyError{Reason: fmt.Sprintf("user %q is locked", user)}
+		return nil, &PolicyError{Reason: fmt.Sprintf("user %q is locked", user)}
 	}
 	roles, err := a.rolesByName(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	allowed := false
+	ext := map[string]bool{}
 	for _, rn := range u.Roles {
 		r, ok := roles[rn]
 		if !ok || !matchLabels(r.NodeLabels, labels) {
@@ -325,11 +328,23 @@ func (a *Authority) userMayLogin(ctx context.Context, user, login string, labels
 		}
 		for _, l := range r.Logins {
 			if l == login || (l == UserLoginPlaceholder && login == u.Name) {
-				return nil
+				allowed = true
+				ext[extAgent] = ext[extAgent] || r.PermitAgentForwarding
+				ext[extPortForwarding] = ext[extPortForwarding] || r.PermitPortForwarding
+				ext[extX11] = ext[extX11] || r.PermitX11Forwarding
 			}
 		}
 	}
-	return &PolicyError{Reason: fmt.Sprintf("no role of user %q allows login %q on this node", user, login)}
+	if allowed {
+		var out []string
+		for _, e := range []string{extAgent, extPortForwarding, extX11} {
+			if ext[e] {
+				out = append(out, e)
+			}
+		}
+		return out, nil
+	}
+	return nil, &PolicyError{Reason: fmt.Sprintf("no role of user %q allows login %q on this node", user, login)}
 }
 
 // ProxySessionCert issues the session-CA certificate a proxy logs in to a
@@ -343,7 +358,8 @@ func (a *Authority) ProxySessionCert(ctx context.Context, p *authenticatedProxy,
 	if err := a.logins.Validate(req.Login); err != nil {
 		return nil, err
 	}
-	if err := a.userMayLogin(ctx, req.User, req.Login, node.Labels); err != nil {
+	ext, err := a.userMayLogin(ctx, req.User, req.Login, node.Labels)
+	if err != nil {
 		return nil, err
 	}
 	pub, err := ParsePublicKey(req.PublicKey)
@@ -359,7 +375,7 @@ func (a *Authority) ProxySessionCert(ctx context.Context, p *authenticatedProxy,
 	}
 	return a.IssueSessionCert(ctx, SessionCertRequest{
 		User: req.User, Login: req.Login, Proxy: p.rec.Name, SessionID: req.SessionID,
-		PublicKey: pub, TTL: time.Duration(req.TTL), SourceAddress: req.SourceAddress,
+		PublicKey: pub, TTL: time.Duration(req.TTL), SourceAddress: req.SourceAddress, Extensions: ext,
 	})
 }
 

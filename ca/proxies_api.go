@@ -65,6 +65,10 @@ func (s *Server) mountProxies(m *http.ServeMux) {
 		}
 		s.reply(w, r, struct{}{}, s.a.PutProxySessions(r.Context(), p, req))
 	}))
+	m.HandleFunc("GET "+api.PathProxySessions, s.proxyOnly(func(w http.ResponseWriter, r *http.Request, p *authenticatedProxy) {
+		v, err := s.a.Sessions(r.Context())
+		s.reply(w, r, v, err)
+	}))
 	m.HandleFunc("POST "+api.PathProxyAudit, s.proxyOnly(func(w http.ResponseWriter, r *http.Request, p *authenticatedProxy) {
 		req, err := readRequestLimit[[]api.ProxyEvent](w, r, maxListBody)
 		if err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/opensshca/suite/internal/atomicfile"
 	"github.com/opensshca/suite/internal/nodedir"
 	"github.com/opensshca/suite/internal/sdnotify"
+	"github.com/opensshca/suite/sshproxy/tunnel"
 )
 
 // DefaultReload makes Debian's sshd re-read its host certificate.
@@ -41,6 +42,18 @@ type RunConfig struct {
 	RenewCheck time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Proxies, when set, are the proxy tunnel addresses to hold tunnels
+	// to; empty means the ones the CA lists (followed with the policy).
+	Proxies []string
+	// SSHDAddr is the only address the tunnels connect to: the node's own
+	// sshd (default 127.0.0.1:22).
+	SSHDAddr string
+	// NoTunnels turns the reverse tunnels off (nodes that the proxies
+	// cannot reach otherwise need them; see docs/node.md).
+	NoTunnels bool
+	// Tunnel tunes the tunnels' keepalives and backoff (zero: defaults).
+	TunnelKeepalive  time.Duration
+	TunnelMaxBackoff time.Duration
 }
 
 // Runner is a running node agent.
@@ -51,6 +64,8 @@ type Runner struct {
 
 	mu sync.Mutex
 	cl *client.Client // replaced when the TLS identity is renewed
+
+	tunnels *tunnel.Pool // nil until Run, or with NoTunnels
 }
 
 // NewRunner loads the data directory.
@@ -113,11 +128,22 @@ func (r *Runner) client() *client.Client {
 func (r *Runner) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	first := make(chan struct{})
+	if !r.cfg.NoTunnels {
+		r.tunnels = tunnel.NewPool(ctx, tunnel.Client{
+			Node: r.node.Name, Signer: r.hostSigner, HostCAs: r.hostCAs, Target: r.cfg.SSHDAddr,
+			Clock: r.cfg.Now, Logger: r.cfg.Log.With("part", "tunnel"),
+			KeepaliveInterval: r.cfg.TunnelKeepalive, MaxBackoff: r.cfg.TunnelMaxBackoff,
+		})
+		defer r.tunnels.Close()
+		if len(r.cfg.Proxies) > 0 {
+			r.tunnels.Set(r.cfg.Proxies)
+		} else if addrs, err := r.loadProxies(); err == nil {
+			r.tunnels.Set(addrs) // until the CA answers
+		}
+	}
 	wg.Add(2)
 	go func() { defer wg.Done(); r.followPolicy(ctx, first) }()
 	go func() { defer wg.Done(); r.renewLoop(ctx) }()
-	// The reverse tunnel to the proxies (the proxy issue) runs here as a
-	// third task on the same identity.
 	select {
 	case <-first:
 		_ = sdnotify.Ready()
@@ -161,6 +187,7 @@ func (r *Runner) followPolicy(ctx context.Context, first chan struct{}) {
 		}
 		if p.Hash != have {
 			r.cfg.Log.Info("login policy updated", "users", len(p.Users), "revoked", len(p.Revoked), "hash", p.Hash)
+			r.followProxies(p.Proxies)
 		}
 		have, backoff = p.Hash, time.Second
 	}

@@ -16,7 +16,7 @@ const (
 	PathProxyPolicy      = Version + "/proxies/policy"       // GET, client certificate: ProxyPolicy
 	PathProxySessionCert = Version + "/proxies/session-cert" // POST SessionCertRequest, client certificate: Cert
 	PathProxyTargetCert  = Version + "/proxies/target-cert"  // POST TargetCertRequest, client certificate: Cert
-	PathProxySessions    = Version + "/proxies/sessions"     // PUT ActiveSessions, client certificate: empty
+	PathProxySessions    = Version + "/proxies/sessions"     // PUT ActiveSessions: empty; GET: []Session of every proxy (client certificate)
 	PathProxyAudit       = Version + "/proxies/audit"        // POST []ProxyEvent, client certificate: empty
 	// PathProxyRecording + {id}: PUT the asciicast body (idempotent).
 	PathProxyRecording = Version + "/proxies/recordings/"

@@ -57,6 +57,14 @@ func (c *Client) PutSessions(ctx context.Context, req api.ActiveSessions) error 
 	return c.do(ctx, http.MethodPut, api.PathProxySessions, req, nil)
 }
 
+// AllSessions lists the sessions running through every proxy (proxy
+// identity only).
+func (c *Client) AllSessions(ctx context.Context) ([]api.Session, error) {
+	var out []api.Session
+	err := c.do(ctx, http.MethodGet, api.PathProxySessions, nil, &out)
+	return out, err
+}
+
 // ProxyAudit reports a batch of audit events from a proxy.
 func (c *Client) ProxyAudit(ctx context.Context, evs []api.ProxyEvent) error {
 	return c.do(ctx, http.MethodPost, api.PathProxyAudit, evs, nil)

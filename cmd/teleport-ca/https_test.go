@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -58,7 +59,7 @@ func TestHTTPSPin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info != adm {
+	if !reflect.DeepEqual(info, adm) {
 		t.Errorf("HTTPS CA info %+v differs from admin CA info %+v", info, adm)
 	}
 	if info.Pin != c.Pin || !strings.HasPrefix(info.UserCA, "ssh-ed25519 ") {

@@ -253,6 +253,10 @@ func runCmd(stderr io.Writer) *ffcli.Command {
 	fs.StringVar(&cfg.NSS.Dir, "nss-dir", cfg.NSS.Dir, "libnss-extrausers `directory` for personal accounts; empty disables")
 	fs.StringVar(&cfg.NSS.Shell, "shell", cfg.NSS.Shell, "login `shell` of personal accounts")
 	fs.DurationVar(&cfg.PolicyWait, "policy-wait", 25*time.Second, "how long the CA may hold a policy request before confirming an unchanged policy (at most 25s); the cache is confirmed at least this often")
+	var proxies string
+	fs.StringVar(&proxies, "proxy", "", "comma-separated proxy tunnel `addresses` (host:port) to hold reverse tunnels to; default: every proxy the CA lists")
+	fs.StringVar(&cfg.SSHDAddr, "sshd-addr", "127.0.0.1:22", "the node's own sshd, the only `address` the tunnels connect to")
+	fs.BoolVar(&cfg.NoTunnels, "no-tunnels", false, "hold no reverse tunnels (the proxies must then reach this sshd directly)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return &ffcli.Command{
 		Name:       "run",
@@ -262,7 +266,10 @@ func runCmd(stderr io.Writer) *ffcli.Command {
 Runs until stopped: renews the host certificate at two thirds of its life
 and reloads sshd when it changed; follows the login policy from the CA
 (removals and locks arrive within seconds) and writes the policy cache,
-the CA key files, the KRL and the NSS files. Tells systemd when ready.
+the CA key files, the KRL and the NSS files; holds a reverse tunnel to
+every proxy (authenticated with the host certificate, reconnecting with
+backoff), through which the proxies reach this node's sshd, so the node
+needs no open port. Tells systemd when ready.
 
 Example:
   teleport-node run --data-dir /var/lib/teleport-node`),
@@ -276,6 +283,11 @@ Example:
 			cfg.Log = logging.New(stderr, level)
 			cfg.Dir = nodedir.Dir(dir)
 			cfg.Reload = strings.Fields(reload)
+			for _, p := range strings.Split(proxies, ",") {
+				if p = strings.TrimSpace(p); p != "" {
+					cfg.Proxies = append(cfg.Proxies, p)
+				}
+			}
 			r, err := node.NewRunner(cfg)
 			if err != nil {
 				return err

@@ -49,6 +49,7 @@ const (
 	CacheDir     = "cache"
 	Cache        = "cache/policy"
 	Unreachable  = "cache/ca-unreachable"
+	Proxies      = "proxies.json"
 )
 
 // DefaultDir is the data directory of a packaged install.

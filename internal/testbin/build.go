@@ -32,6 +32,7 @@ const (
 	Caadm      = "github.com/opensshca/suite/cmd/caadm"
 	Node       = "github.com/opensshca/suite/cmd/teleport-node"
 	Authkeys   = "github.com/opensshca/suite/cmd/teleport-authkeys"
+	Proxy      = "github.com/opensshca/suite/cmd/teleport-proxy"
 )
 
 // build is one main package, compiled at most once.
