@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -541,6 +542,136 @@ func TestProxyRecordingMode(t *testing.T) {
 		waitTunnel(t, alice, "root", prod, 10*time.Second)
 		waitTunnel(t, alice, "root", staging, 10*time.Second)
 		t.Logf("both tunnels back %v after the proxy was up again", time.Since(up))
+	})
+
+	// recordingWith waits until the CA holds a recording of alice that
+	// contains marker.
+	recordingWith := func(t *testing.T, marker string, within time.Duration) {
+		t.Helper()
+		eventually(t, within, "a recording holding "+marker+" at the CA", func() bool {
+			var list []api.Recording
+			out, err := exec.Command(c.bins["caadm"], "--socket", c.ca.AdminSocket, "recordings", "ls", "--json").Output()
+			if err != nil || json.Unmarshal(out, &list) != nil {
+				return false
+			}
+			for _, r := range list {
+				cast, err := exec.Command(c.bins["caadm"], "--socket", c.ca.AdminSocket, "recordings", "export", r.ID).Output()
+				if err == nil && strings.Contains(string(cast), marker) {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	// interactive starts a PTY session fed through a pipe.
+	interactive := func(t *testing.T) (io.WriteCloser, *exec.Cmd, *testbin.Buffer) {
+		t.Helper()
+		cmd := exec.Command("ssh", "-F", alice.config, "-tt", "root@node1")
+		cmd.Env = append(testbin.Environ(), "SSH_AUTH_SOCK=")
+		in, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := new(testbin.Buffer)
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		return in, cmd, out
+	}
+
+	t.Run("CA down: the session goes on, its recording waits for the CA", func(t *testing.T) {
+		in, cmd, out := interactive(t)
+		fmt.Fprintf(in, "echo before-$((1+1))\n")
+		time.Sleep(time.Second)
+		dataDir, listen, sock := c.ca.DataDir, c.ca.Listen, c.ca.AdminSocket
+		c.ca.Stop()
+		fmt.Fprintf(in, "echo after-$((2+2))\nexit\n")
+		in.Close()
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("the session failed while the CA was down: %v\n%s", err, out)
+		}
+		if !strings.Contains(out.String(), "after-4") {
+			t.Fatalf("session output:\n%s", out)
+		}
+		time.Sleep(2 * time.Second) // the spool tries and fails at least once
+		if left, _ := filepath.Glob(filepath.Join(c.proxyDir, "recordings", "*.cast")); len(left) == 0 {
+			t.Fatal("no recording waits in the proxy's spool while the CA is down")
+		}
+		c.ca = testbin.Start(c.t, testbin.Config{DataDir: dataDir, Listen: listen, AdminSocket: sock}) // lives as long as the cluster
+		recordingWith(t, "after-4", 70*time.Second)
+	})
+
+	t.Run("proxy killed mid-session: the recording so far reaches the CA", func(t *testing.T) {
+		in, _, out := interactive(t)
+		fmt.Fprintf(in, "echo crash-$((3+4))\n")
+		eventually(t, 10*time.Second, "the marker echoed", func() bool { return strings.Contains(out.String(), "crash-7") })
+		time.Sleep(1500 * time.Millisecond) // the recorder flushes every second
+		c.stopProxy(syscall.SIGKILL)
+		in.Close()
+		c.startProxy()
+		recordingWith(t, "crash-7", 20*time.Second)
+		waitTunnel(t, alice, "root", prod, 10*time.Second)
+	})
+
+	t.Run("recording disk full", func(t *testing.T) {
+		recDir := filepath.Join(c.proxyDir, "recordings")
+		c.stopProxy(syscall.SIGTERM)
+		if err := syscall.Mount("tmpfs", recDir, "tmpfs", 0, "size=64k,mode=0700"); err != nil {
+			c.startProxy()
+			t.Skipf("cannot mount a small tmpfs to fill (%v)", err)
+		}
+		defer func() {
+			c.stopProxy(syscall.SIGTERM)
+			if err := syscall.Unmount(recDir, 0); err != nil {
+				t.Errorf("unmounting the test tmpfs: %v", err)
+			}
+			c.startProxy()
+		}()
+		// Refuse (the default): a session whose recording fails ends, and
+		// no new recorded session starts while the disk is full.
+		c.startProxy("--min-recording-free", "1")
+		waitTunnel(t, alice, "root", prod, 10*time.Second)
+		script := "head -c 300000 /dev/zero | tr '\\0' x; echo; sleep 20; echo surv$((1))ived\nexit\n"
+		start := time.Now()
+		out, code := alice.run(t, strings.NewReader(script), "ssh", "-tt", "root@node1")
+		if code == 0 || strings.Contains(out, "surv1ived") || time.Since(start) > 15*time.Second {
+			t.Fatalf("a session whose recording failed went on: exit %d after %v\n%.300s", code, time.Since(start), out)
+		}
+		// Fill the disk (once the failed recording, cut after its last
+		// whole event, has been uploaded and removed): a new recorded
+		// session is refused.
+		eventually(t, 10*time.Second, "the cut recording uploaded", func() bool {
+			left, _ := filepath.Glob(filepath.Join(recDir, "*.cast*"))
+			return len(left) == 0
+		})
+		filler, err := os.Create(filepath.Join(recDir, "filler"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = filler.Write(make([]byte, 1<<20))
+		filler.Close()
+		if !errors.Is(err, syscall.ENOSPC) {
+			t.Fatalf("filling the tmpfs: %v", err)
+		}
+		out, code = alice.run(t, strings.NewReader("exit\n"), "ssh", "-tt", "root@node1")
+		if code == 0 || !strings.Contains(out, "cannot record sessions") {
+			t.Fatalf("a recorded session started on a full disk: exit %d\n%s", code, out)
+		}
+		eventually(t, 10*time.Second, "recording.failed and recording.unavailable audited", func() bool {
+			a := c.caadm("audit", "ls", "--type", "recording.failed")
+			b := c.caadm("audit", "ls", "--type", "recording.unavailable")
+			return strings.Contains(a, "alice") && strings.Contains(b, "alice")
+		})
+		// Continue: the session runs unrecorded, with an audit event.
+		c.stopProxy(syscall.SIGTERM)
+		c.startProxy("--min-recording-free", "1", "--on-recording-failure", "continue")
+		waitTunnel(t, alice, "root", prod, 10*time.Second)
+		out, code = alice.run(t, strings.NewReader("echo still-$((2+3))\nexit\n"), "ssh", "-tt", "root@node1")
+		if code != 0 || !strings.Contains(out, "still-5") {
+			t.Fatalf("on-recording-failure continue: exit %d\n%s", code, out)
+		}
 	})
 
 	t.Run("audit", func(t *testing.T) {

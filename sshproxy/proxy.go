@@ -227,7 +227,7 @@ func New(ctx context.Context, cfg Config) (*Proxy, error) {
 	p.events = newAuditQueue(p)
 	p.sessions = newRegistry(p)
 	p.tunnels = &tunnel.Server{
-		Signer:            p.currentHostSigner(),
+		Signer:            renewingSigner{p},
 		HostCAs:           p.hostCAs,
 		IsNode:            p.isNode,
 		Clock:             cfg.Clock,
@@ -458,4 +458,31 @@ func (p *Proxy) nodeHostKeyCallback(pol *policy, node api.ProxyNode) ssh.HostKey
 	return func(_ string, remote net.Addr, key ssh.PublicKey) error {
 		return cc.CheckHostKey(net.JoinHostPort(node.Name, "22"), remote, key)
 	}
+}
+
+// renewingSigner presents the proxy's current host certificate: renewal
+// replaces the certificate, not the key, so one long-lived server (the
+// tunnel listener) shows nodes the renewed certificate at once.
+type renewingSigner struct{ p *Proxy }
+
+func (s renewingSigner) cur() ssh.Signer { return s.p.currentHostSigner() }
+
+func (s renewingSigner) PublicKey() ssh.PublicKey { return s.cur().PublicKey() }
+
+func (s renewingSigner) Sign(rand io.Reader, data []byte) (*ssh.Signature, error) {
+	return s.cur().Sign(rand, data)
+}
+
+func (s renewingSigner) SignWithAlgorithm(rand io.Reader, data []byte, algorithm string) (*ssh.Signature, error) {
+	if as, ok := s.cur().(ssh.AlgorithmSigner); ok {
+		return as.SignWithAlgorithm(rand, data, algorithm)
+	}
+	return nil, fmt.Errorf("sshproxy: host key cannot sign with %s", algorithm)
+}
+
+func (s renewingSigner) Algorithms() []string {
+	if ms, ok := s.cur().(ssh.MultiAlgorithmSigner); ok {
+		return ms.Algorithms()
+	}
+	return []string{s.cur().PublicKey().Type()}
 }

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
+	"net/netip"
 	"runtime"
 	"slices"
 	"strings"
@@ -135,6 +137,12 @@ func (p *Proxy) authUser(pol *policy, conn ssh.ConnMetadata, key ssh.PublicKey, 
 		p.refused(cert.KeyId, remote, "certificate", err.Error())
 		return nil, err
 	}
+	// x/crypto enforces source-address only on the Permissions a callback
+	// returns; the proxy checks it here, explicitly, and returns it too.
+	if err := checkSourceAddress(conn.RemoteAddr(), cert.CriticalOptions["source-address"]); err != nil {
+		p.refused(cert.KeyId, remote, "certificate", err.Error())
+		return nil, err
+	}
 	user := cert.KeyId
 	if wantUser != "" && user != wantUser {
 		p.refused(user, remote, "certificate", fmt.Sprintf("inner connection as %q inside a connection of %q", user, wantUser))
@@ -144,7 +152,7 @@ func (p *Proxy) authUser(pol *policy, conn ssh.ConnMetadata, key ssh.PublicKey, 
 		p.refused(user, remote, "policy", err.Error())
 		return nil, err
 	}
-	perms := &ssh.Permissions{Extensions: map[string]string{
+	perms := &ssh.Permissions{CriticalOptions: maps.Clone(cert.CriticalOptions), Extensions: map[string]string{
 		extUser:   user,
 		extSerial: fmt.Sprint(cert.Serial),
 		extKey:    ssh.FingerprintSHA256(cert.Key),
@@ -154,6 +162,36 @@ func (p *Proxy) authUser(pol *policy, conn ssh.ConnMetadata, key ssh.PublicKey, 
 			login, strings.Join(cert.ValidPrincipals, ", "))
 	}
 	return perms, nil
+}
+
+// checkSourceAddress enforces a certificate's source-address critical
+// option (PROTOCOL.certkeys: a comma-separated list of addresses or CIDR
+// blocks the certificate may be used from).
+func checkSourceAddress(remote net.Addr, option string) error {
+	if option == "" {
+		return nil
+	}
+	tcp, ok := remote.(*net.TCPAddr)
+	if !ok {
+		return fmt.Errorf("source-address: cannot check a %T remote address", remote)
+	}
+	ip, ok := netip.AddrFromSlice(tcp.IP)
+	if !ok {
+		return errors.New("source-address: bad remote address")
+	}
+	ip = ip.Unmap()
+	for _, s := range strings.Split(option, ",") {
+		if pfx, err := netip.ParsePrefix(s); err == nil {
+			if pfx.Contains(ip) {
+				return nil
+			}
+			continue
+		}
+		if a, err := netip.ParseAddr(s); err == nil && a.Unmap() == ip {
+			return nil
+		}
+	}
+	return fmt.Errorf("source-address: %s is not allowed by the certificate (%s)", ip, option)
 }
 
 // refused logs and audits a refused authentication.

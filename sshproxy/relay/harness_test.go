@@ -131,6 +131,13 @@ var proxyCount atomic.Int64
 
 func (e *env) startProxy(t *testing.T, cfg Config) *proxy {
 	t.Helper()
+	return e.startProxyContext(t, context.Background(), cfg)
+}
+
+// startProxyContext starts a proxy whose Relay calls get a context derived
+// from ctx.
+func (e *env) startProxyContext(t *testing.T, ctx context.Context, cfg Config) *proxy {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -152,7 +159,7 @@ func (e *env) startProxy(t *testing.T, cfg Config) *proxy {
 
 	logs := new(testbin.Buffer)
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(ctx)
 	var conns sync.WaitGroup
 	accepted := make(chan struct{})
 	go func() {
@@ -361,7 +368,9 @@ func (r *recorder) enter(ch *Channel) func() {
 	}
 }
 
-func (r *recorder) add(format string, args ...any) { r.evs = append(r.evs, fmt.Sprintf(format, args...)) }
+func (r *recorder) add(format string, args ...any) {
+	r.evs = append(r.evs, fmt.Sprintf(format, args...))
+}
 
 func (r *recorder) snapshot() []string {
 	r.mu.Lock()

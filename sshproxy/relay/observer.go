@@ -42,8 +42,9 @@ type Observer interface {
 	// SessionOpened reports a new "session" channel. ch stays the same
 	// pointer for every later call about this channel.
 	SessionOpened(ch *Channel)
-	// PTY reports a pty-req the node accepted, with the terminal type and
-	// its size in characters.
+	// PTY reports a pty-req the node accepted (or one sent without
+	// asking for a reply), with the terminal type and its size in
+	// characters.
 	PTY(ch *Channel, term string, cols, rows uint32)
 	// Resize reports a window-change request.
 	Resize(ch *Channel, cols, rows uint32)
@@ -73,8 +74,8 @@ type Observer interface {
 
 // Channel is a session channel as an [Observer] sees it.
 type Channel struct {
-	// ID numbers the connection's session channels from 1 in the order
-	// the client opened them.
+	// ID numbers the connection's session channels from 1, in the order
+	// the relay had them open on both sides.
 	ID int
 	// Type is the SSH channel type, "session".
 	Type string

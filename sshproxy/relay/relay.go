@@ -156,6 +156,7 @@ func Relay(ctx context.Context, in ssh.Conn, inChans <-chan ssh.NewChannel, inRe
 		select {
 		case <-r.active.idle():
 		case <-time.After(drainTimeout):
+		case <-ctx.Done():
 		}
 	}
 	r.log.Debug("relay: closing", "err", err)

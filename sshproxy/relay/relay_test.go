@@ -83,15 +83,20 @@ func TestRelayOpenSSH(t *testing.T) {
 		perms := all
 		perms.PTY = false
 		p := e.startProxy(t, Config{Permissions: perms})
-		res := p.run(t, strings.NewReader("tty; exit 4\n"), "ssh", []string{"-tt", target}, "TERM=xterm")
-		if res.code != 4 || !strings.Contains(res.stdout, "not a tty") {
-			t.Errorf("ssh -tt without PTY permission: exit %d, stdout %q; want exit 4, \"not a tty\"", res.code, res.stdout)
+		// ssh -t treats a refused PTY as fatal (clientloop.c,
+		// client_status_confirm): it closes the session and exits 255.
+		res := p.run(t, strings.NewReader("exit 4\n"), "ssh", []string{"-tt", target}, "TERM=xterm")
+		if res.code != 255 || !strings.Contains(res.stderr, "PTY allocation request failed") {
+			t.Errorf("ssh -tt without PTY permission: exit %d, stderr %q; want 255, PTY allocation request failed", res.code, res.stderr)
 		}
-		if !strings.Contains(res.stderr, "PTY allocation request failed") {
-			t.Errorf("ssh stderr %q does not report the refused PTY", res.stderr)
-		}
-		p.waitEvent(t, "conn1 shell 1")
+		p.waitEvent(t, "conn1 closed 1")
 		p.noEvent(t, "pty")
+		// Without -t, the same shell runs.
+		res = p.run(t, strings.NewReader("tty; exit 4\n"), "ssh", []string{target})
+		if res.code != 4 || res.stdout != "not a tty\n" {
+			t.Errorf("ssh without PTY: exit %d, stdout %q; want 4, \"not a tty\"", res.code, res.stdout)
+		}
+		p.waitEvent(t, "conn2 shell 1")
 	})
 
 	t.Run("stdin eof", func(t *testing.T) {
@@ -102,6 +107,21 @@ func TestRelayOpenSSH(t *testing.T) {
 			t.Errorf("ssh 'wc -c' < 1 MiB = %q, exit %d (stderr %q)", res.stdout, res.code, res.stderr)
 		}
 		p.waitEvent(t, "conn1 closed 1 in=1048576 out=8")
+	})
+
+	t.Run("stdin eof before exec", func(t *testing.T) {
+		t.Parallel()
+		// ssh sends exec and, with stdin at EOF, the EOF right after it.
+		// The relay carries requests and data separately; if the EOF
+		// overtook the exec, sshd would never close the command's stdin
+		// and cat would hang.
+		p := e.startProxy(t, Config{})
+		for i := range 3 {
+			res := p.run(t, nil, "ssh", []string{target, "cat; echo done"})
+			if res.stdout != "done\n" || res.code != 0 {
+				t.Fatalf("run %d: ssh 'cat; echo done' < /dev/null = %q, exit %d (stderr %q)", i, res.stdout, res.code, res.stderr)
+			}
+		}
 	})
 
 	t.Run("transfers", func(t *testing.T) {
@@ -469,60 +489,52 @@ func TestRelayGoClient(t *testing.T) {
 		p.waitEvent(t, "conn1 closed 1")
 	})
 
+	t.Run("node hangs up", func(t *testing.T) {
+		t.Parallel()
+		p := e.startProxy(t, Config{})
+		client, reqs := dial(t, p)
+		go ssh.DiscardRequests(reqs)
+		// The command's parent is the node's sshd session process; killing
+		// it drops the node's connection without an exit status.
+		err := mustSession(t, client).Run("kill -KILL $PPID")
+		var missing *ssh.ExitMissingError
+		if !errors.As(err, &missing) {
+			t.Errorf("Run = %v, want an exit status missing", err)
+		}
+		select {
+		case err := <-p.results:
+			if !errors.Is(err, ErrNodeClosed) {
+				t.Errorf("Relay = %v, want ErrNodeClosed", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Relay did not end after the node hung up")
+		}
+		waitClosed(t, client)
+		p.waitEvent(t, "conn1 closed 1")
+		p.noEvent(t, "exit")
+	})
+
 	t.Run("context cancelled", func(t *testing.T) {
 		t.Parallel()
 		ctx, cancel := context.WithCancel(context.Background())
-		client, reqs := dialWithRelay(t, e, ctx)
+		defer cancel()
+		p := e.startProxyContext(t, ctx, Config{})
+		client, reqs := dial(t, p)
 		go ssh.DiscardRequests(reqs)
 		if out, err := mustSession(t, client).Output("echo up"); err != nil || string(out) != "up\n" {
 			t.Fatalf("exec = %q, %v", out, err)
 		}
 		cancel()
-		waitClosed(t, client)
-	})
-}
-
-// dialWithRelay runs one relayed connection over a pipe with ctx, for tests
-// that steer Relay's context themselves.
-func dialWithRelay(t *testing.T, e *env, ctx context.Context) (*ssh.Client, <-chan *ssh.Request) {
-	t.Helper()
-	a, b := net.Pipe()
-	server := &ssh.ServerConfig{NoClientAuth: true}
-	server.AddHostKey(e.hostKey.signer)
-	done := make(chan error, 1)
-	go func() {
-		in, chans, reqs, err := ssh.NewServerConn(b, server)
-		if err != nil {
-			done <- err
-			return
-		}
-		out, err := ssh.Dial("tcp", e.sshd.Addr, e.nodeLogin)
-		if err != nil {
-			in.Close()
-			done <- err
-			return
-		}
-		done <- Relay(ctx, in, chans, reqs, out, Config{})
-	}()
-	conn, chans, reqs, err := ssh.NewClientConn(a, "pipe", &ssh.ClientConfig{
-		User:            "root",
-		HostKeyCallback: ssh.FixedHostKey(e.hostKey.signer.PublicKey()),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		conn.Close()
 		select {
-		case err := <-done:
+		case err := <-p.results:
 			if !errors.Is(err, context.Canceled) {
 				t.Errorf("Relay = %v, want context.Canceled", err)
 			}
 		case <-time.After(10 * time.Second):
-			t.Error("Relay did not return after its context was cancelled")
+			t.Fatal("Relay did not return after its context was cancelled")
 		}
+		waitClosed(t, client)
 	})
-	return ssh.NewClient(conn, chans, nil), reqs
 }
 
 func mustSession(t *testing.T, c *ssh.Client) *ssh.Session {

@@ -34,9 +34,10 @@ var (
 		ssh.CertAlgoRSASHA512v01,
 		ssh.CertAlgoRSASHA256v01,
 	}
-	// publicKeyAuthAlgorithms are the signature algorithms the proxy accepts
-	// from a node (for certificates, of the certified key).
-	publicKeyAuthAlgorithms = []string{
+	// signatureAlgorithms are the signature algorithms accepted from a node
+	// when it authenticates (for a certificate, made with the certified
+	// key), and from a host CA on a certificate.
+	signatureAlgorithms = []string{
 		ssh.KeyAlgoED25519,
 		ssh.KeyAlgoECDSA256,
 		ssh.KeyAlgoECDSA384,

@@ -111,8 +111,9 @@ func checkHostCert(principal string, key ssh.PublicKey, cas [][]byte, clock func
 		return nil, fmt.Errorf("certificate signed by %s, which is not a host CA",
 			ssh.FingerprintSHA256(cert.SignatureKey))
 	}
-	if f := cert.Signature.Format; f == ssh.KeyAlgoRSA || f == ssh.InsecureKeyAlgoDSA {
-		return nil, fmt.Errorf("certificate signed with SHA-1 (%s)", f)
+	// No SHA-1 (ssh-rsa, ssh-dss): OpenSSH 8.2+ refuses such certificates.
+	if f := cert.Signature.Format; !slices.Contains(signatureAlgorithms, f) {
+		return nil, fmt.Errorf("certificate signed with %s; SHA-1 and unknown algorithms are refused", f)
 	}
 	// CheckCert checks the validity window, critical options (none are
 	// supported, so any is refused) and the CA's signature. It does not

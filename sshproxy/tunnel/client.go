@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +22,10 @@ const (
 	DefaultMinBackoff = 500 * time.Millisecond
 	DefaultMaxBackoff = time.Minute
 )
+
+// ErrNodeRefused is returned, wrapped, to OnState when the proxy refused the
+// node's login; the proxy's log says why.
+var ErrNodeRefused = errors.New("tunnel: proxy refused the node's host certificate (is the node registered under this name, and is its certificate current and signed by the host CA?)")
 
 const (
 	// connectTimeout bounds the TCP connect to the proxy, and separately
@@ -137,6 +142,9 @@ func (c *Client) connect(ctx context.Context, log *slog.Logger) (upSince time.Ti
 	if err != nil {
 		return time.Time{}, fmt.Errorf("tunnel: host key: %w", err)
 	}
+	if signer == nil {
+		return time.Time{}, errors.New("tunnel: no host key")
+	}
 	if cert, ok := signer.PublicKey().(*ssh.Certificate); !ok || cert.CertType != ssh.HostCert {
 		return time.Time{}, errors.New("tunnel: host key has no host certificate")
 	}
@@ -158,6 +166,10 @@ func (c *Client) connect(ctx context.Context, log *slog.Logger) (upSince time.Ti
 	})
 	if err != nil {
 		nc.Close()
+		// x/crypto has no typed error for this; its message is stable.
+		if strings.Contains(err.Error(), "unable to authenticate") {
+			return time.Time{}, fmt.Errorf("%w as %q: %v", ErrNodeRefused, c.Node, err)
+		}
 		return time.Time{}, fmt.Errorf("tunnel: handshake with proxy: %w", err)
 	}
 	_ = nc.SetDeadline(time.Time{})

@@ -44,8 +44,8 @@ func (p *Pool) Set(addrs []string) {
 		}
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.closed {
+		p.mu.Unlock()
 		return
 	}
 	var stopped []*pooled
@@ -61,6 +61,7 @@ func (p *Pool) Set(addrs []string) {
 			p.clients[addr] = p.start(addr)
 		}
 	}
+	p.mu.Unlock()
 	for _, pc := range stopped {
 		<-pc.done
 	}
@@ -109,13 +110,14 @@ func (p *Pool) Connected() []string {
 // nothing.
 func (p *Pool) Close() {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	p.closed = true
-	for _, pc := range p.clients {
+	stopped := slices.Collect(maps.Values(p.clients))
+	clear(p.clients)
+	p.mu.Unlock()
+	for _, pc := range stopped {
 		pc.cancel()
 	}
-	for addr, pc := range p.clients {
+	for _, pc := range stopped {
 		<-pc.done
-		delete(p.clients, addr)
 	}
 }

@@ -25,7 +25,7 @@ const (
 var (
 	// ErrNoTunnel is returned, wrapped, by Server.Dial for a node that has
 	// no live tunnel to this proxy.
-	ErrNoTunnel = errors.New("tunnel: no tunnel to node")
+	ErrNoTunnel = errors.New("no tunnel to node")
 	// ErrServerClosed is returned by Server.Serve after Server.Close.
 	ErrServerClosed = errors.New("tunnel: server closed")
 
@@ -40,15 +40,19 @@ var (
 type Server struct {
 	// Signer is the proxy's host key, presented to nodes: a certificate
 	// signer (ssh.NewCertSigner) for a host certificate from the host CA
-	// whose principals include the name nodes dial. Required.
+	// whose principals include the name nodes dial. Required. It is used
+	// for every handshake, so to renew the certificate without dropping
+	// tunnels, pass a Signer whose PublicKey returns the current
+	// certificate (renewal keeps the key, so signatures do not change).
 	Signer ssh.Signer
 	// HostCAs returns the current host CA keys; it is called for every
 	// authentication and on every keepalive tick, so a CA rotation takes
 	// effect without a restart. Required.
 	HostCAs func() []ssh.PublicKey
 	// IsNode reports whether name is a registered node that has not been
-	// removed. It is called for every authentication and on every keepalive
-	// tick: a removed node's tunnel is closed within one interval. Required.
+	// removed. It is called for every authentication and, for every
+	// tunnel, on every keepalive tick (a removed node's tunnel is closed
+	// within one interval), so it must be a fast local lookup. Required.
 	IsNode func(name string) bool
 	// Clock is used for certificate validity; nil means time.Now.
 	Clock func() time.Time
@@ -125,7 +129,7 @@ func (s *Server) init() {
 		}
 		s.config = &ssh.ServerConfig{
 			Config:                  baseConfig(),
-			PublicKeyAuthAlgorithms: publicKeyAuthAlgorithms,
+			PublicKeyAuthAlgorithms: signatureAlgorithms,
 			PublicKeyCallback:       s.authenticate,
 			MaxAuthTries:            3,
 			ServerVersion:           "SSH-2.0-opensshca-tunnel",
@@ -246,7 +250,11 @@ func (s *Server) handle(nc net.Conn) {
 		}
 		return
 	}
-	info, _ := conn.Permissions.ExtraData[certInfoKey{}].(*certInfo)
+	info, ok := conn.Permissions.ExtraData[certInfoKey{}].(*certInfo)
+	if !ok { // not reached: authenticate is the only way in
+		conn.Close()
+		return
+	}
 	t := &tunnel{node: conn.User(), conn: conn, cert: info, since: time.Now()}
 	t.probe.conn = conn
 	if !s.register(t) {
@@ -373,8 +381,6 @@ func (s *Server) recheck(t *tunnel, cas [][]byte, now time.Time) string {
 	switch {
 	case !s.IsNode(t.node):
 		return "node no longer registered"
-	case t.cert == nil:
-		return "no certificate recorded"
 	case !containsKey(cas, t.cert.ca):
 		return "certificate authority no longer trusted"
 	case t.cert.validBefore != ssh.CertTimeInfinity && uint64(now.Unix()) >= t.cert.validBefore:

@@ -174,10 +174,10 @@ func TestChannelsAndRequests(t *testing.T) {
 		reason ssh.RejectionReason
 	}{
 		{"direct-tcpip", ssh.Marshal(struct {
-			Host       string
-			Port       uint32
-			OrigHost   string
-			OrigPort   uint32
+			Host     string
+			Port     uint32
+			OrigHost string
+			OrigPort uint32
 		}{"169.254.169.254", 80, "127.0.0.1", 1}), ssh.UnknownChannelType},
 		{"session", nil, ssh.UnknownChannelType},
 		{ChannelType, []byte("garbage"), ssh.Prohibited},
@@ -252,7 +252,7 @@ func TestRefused(t *testing.T) {
 		{"critical option", "node1", certSigner(t, cl.ca, newKey(t), []string{"node1"}, func(c *ssh.Certificate) {
 			c.CriticalOptions = map[string]string{"force-command": "true"}
 		}), "critical option"},
-		{"sha1 signature", "node1", certSigner(t, rsaCA, newKey(t), []string{"node1"}, nil), "SHA-1"},
+		{"sha1 signature", "node1", certSigner(t, rsaCA, newKey(t), []string{"node1"}, nil), "signed with ssh-rsa"},
 	}
 	p := cl.startProxy("", func(s *Server) {
 		s.HostCAs = func() []ssh.PublicKey { return []ssh.PublicKey{cl.ca.PublicKey(), rsaCA.PublicKey()} }
@@ -294,8 +294,12 @@ func TestRefused(t *testing.T) {
 			if n.states.up.Load() != 0 {
 				t.Error("Client reported a tunnel up")
 			}
-			if n.states.err() == nil {
-				t.Error("OnState got a nil error for a failure")
+			// Keys the Client itself can tell are wrong never reach the proxy.
+			local := tt.name == "plain key" || tt.name == "user cert"
+			if err := n.states.err(); !local && !errors.Is(err, ErrNodeRefused) {
+				t.Errorf("OnState error %v, want ErrNodeRefused", err)
+			} else if local && (err == nil || !strings.Contains(err.Error(), "no host certificate")) {
+				t.Errorf("OnState error %v, want the local check", err)
 			}
 		})
 	}
@@ -500,30 +504,42 @@ func TestReplace(t *testing.T) {
 	}
 }
 
-// TestRecheck: a tunnel is closed once its node is removed or its
-// certificate expires.
+// TestRecheck: a tunnel is closed once its node is removed, its
+// certificate expires or its CA is no longer trusted.
 func TestRecheck(t *testing.T) {
 	t.Parallel()
-	cl := newCluster(t, "node1", "node2")
+	cl := newCluster(t, "node1", "node2", "node3")
 	var mu sync.Mutex
 	offset := time.Duration(0)
+	cas := cl.hostCAs()
 	p := cl.startProxy("", func(s *Server) {
 		s.KeepaliveInterval = 20 * time.Millisecond
 		s.Clock = func() time.Time { mu.Lock(); defer mu.Unlock(); return time.Now().Add(offset) }
+		s.HostCAs = func() []ssh.PublicKey { mu.Lock(); defer mu.Unlock(); return cas }
 	}, nil)
+	shortLived := certSigner(t, cl.ca, newKey(t), []string{"node2"}, func(c *ssh.Certificate) {
+		c.ValidBefore = uint64(time.Now().Add(time.Hour).Unix())
+	})
 	cl.startNode(p, "node1", cl.nodeSigner("node1"), nil)
-	cl.startNode(p, "node2", cl.nodeSigner("node2"), nil)
-	waitFor(t, 10*time.Second, "both connected", func() bool { return len(p.Connected()) == 2 })
+	cl.startNode(p, "node2", shortLived, nil)
+	cl.startNode(p, "node3", cl.nodeSigner("node3"), nil)
+	waitFor(t, 10*time.Second, "all connected", func() bool { return len(p.Connected()) == 3 })
 
 	cl.setNode("node1", false)
-	waitFor(t, 10*time.Second, "node1 dropped", func() bool { return slices.Equal(p.Connected(), []string{"node2"}) })
+	waitFor(t, 10*time.Second, "node1 dropped", func() bool { return slices.Equal(p.Connected(), []string{"node2", "node3"}) })
 	contains(t, p.logs, "node no longer registered")
 
 	mu.Lock()
-	offset = 25 * time.Hour
+	offset = 2 * time.Hour
 	mu.Unlock()
-	waitFor(t, 10*time.Second, "node2 dropped", func() bool { return len(p.Connected()) == 0 })
+	waitFor(t, 10*time.Second, "node2 dropped", func() bool { return slices.Equal(p.Connected(), []string{"node3"}) })
 	contains(t, p.logs, "host certificate expired")
+
+	mu.Lock()
+	cas = []ssh.PublicKey{newKey(t).PublicKey()}
+	mu.Unlock()
+	waitFor(t, 10*time.Second, "node3 dropped", func() bool { return len(p.Connected()) == 0 })
+	contains(t, p.logs, "certificate authority no longer trusted")
 }
 
 func TestHandshakeLimits(t *testing.T) {
