@@ -46,6 +46,8 @@ type nodeRecord struct {
 	Joined   time.Time `json:"joined"`
 	LastSeen time.Time `json:"last_seen,omitzero"`
 	Remote   string    `json:"remote,omitempty"`
+	// SSHAddr is where proxies may dial the node's sshd directly.
+	SSHAddr string `json:"ssh_addr,omitempty"`
 }
 
 func nodeKey(name string) string { return "nodes/" + name }
@@ -84,6 +86,11 @@ func (a *Authority) JoinNode(ctx context.Context, req api.NodeJoinRequest, remot
 		}
 		principals = append(principals, p)
 	}
+	if req.SSHAddr != "" {
+		if _, err := proxyAddrHost("sshd address", req.SSHAddr); err != nil {
+			return api.NodeIdentity{}, err
+		}
+	}
 	hostPub, err := ParsePublicKey(req.HostPublicKey)
 	if err != nil {
 		return api.NodeIdentity{}, err
@@ -108,7 +115,7 @@ func (a *Authority) JoinNode(ctx context.Context, req api.NodeJoinRequest, remot
 	rec := nodeRecord{
 		Name: req.Name, Labels: tok.Labels, Principals: principals,
 		HostKey: ssh.FingerprintSHA256(hostPub), SPKI: spkiHash(der), TokenID: tok.ID,
-		Joined: now.UTC(), LastSeen: now.UTC(), Remote: remote,
+		Joined: now.UTC(), LastSeen: now.UTC(), Remote: remote, SSHAddr: req.SSHAddr,
 	}
 	b, err := json.Marshal(rec)
 	if err != nil {

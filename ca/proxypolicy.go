@@ -94,7 +94,7 @@ func (a *Authority) buildProxyPolicy(ctx context.Context) (api.ProxyPolicy, erro
 		if err != nil {
 			return pol, fmt.Errorf("ca: %s: damaged record: %w", it.Key, err)
 		}
-		pol.Nodes = append(pol.Nodes, api.ProxyNode{Name: n.Name, Labels: n.Labels, Principals: n.Principals})
+		pol.Nodes = append(pol.Nodes, api.ProxyNode{Name: n.Name, Labels: n.Labels, Principals: n.Principals, Addr: n.SSHAddr})
 	}
 	proxies, err := a.proxies(ctx)
 	if err != nil {

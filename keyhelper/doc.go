@@ -14,6 +14,18 @@
 // first use. The ssh_config block it prints refers to that file and allows
 // only certificate host key algorithms for the cluster's hosts.
 //
+// The block reaches the cluster's hosts through its proxy in two ways:
+// ProxyJump, and the proxy's one-hop form, where "LOGIN@NODE" is the user
+// name on the proxy (ssh splits user@host at the last "@"), which needs
+// only the proxy's own Host block.
+//
+// [ListSessions] talks to the proxy itself, over SSH as the cluster user
+// with the certificate of the last login, to run the proxy's "sessions"
+// command. It trusts the proxy as ssh does with the block: an
+// ssh.CertChecker accepts only a host certificate, valid now for the
+// proxy's address, from the host CA of that known_hosts file; there is no
+// fallback to a plain host key.
+//
 // # State
 //
 // Everything lives under a per-user directory, ~/.teleport by default

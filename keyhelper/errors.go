@@ -49,6 +49,7 @@ func Describe(err error) string {
 		ee  *ExpiredError
 		age *AgentError
 		rge *RegistrationError
+		pxe *ProxyError
 	)
 	where := "the CA"
 	if errors.As(err, &re) {
@@ -65,6 +66,11 @@ func Describe(err error) string {
 			where, strings.Join(pe.Want, " or "), orNone(pe.Got))
 	case errors.As(err, &ae):
 		return describeAPI(ae, where)
+	case errors.Is(err, ErrNoProxy):
+		return "no proxy is known for this cluster: it had none when you last logged in. " +
+			"Log in again (teleport-keyhelper login) once the cluster has a proxy"
+	case errors.As(err, &pxe):
+		return describeProxy(pxe)
 	case errors.Is(err, ErrNotLoggedIn):
 		return "not logged in: run teleport-keyhelper login --server https://HOST:3080 --user NAME"
 	case errors.As(err, &ue):
@@ -133,6 +139,36 @@ func describeReach(err error, where string) string {
 	}
 	return fmt.Sprintf("cannot reach %s: %s; check --server and your network", where,
 		oneLine(strings.TrimPrefix(err.Error(), "client: ")))
+}
+
+// describeProxy explains a failed conversation with the proxy.
+func describeProxy(e *ProxyError) string {
+	where := "the proxy at " + e.Addr
+	var (
+		ce  *ProxyCommandError
+		dns *net.DNSError
+		ne  net.Error
+	)
+	switch {
+	case errors.As(e.Err, &ne) && ne.Timeout():
+		return fmt.Sprintf("%s did not answer in time (%s); check your network", where, e.Stage)
+	case e.Stage == ProxyHostKey:
+		return fmt.Sprintf("%s does not present a valid host certificate from the cluster's host CA (%s): "+
+			"it may not be the cluster's proxy. Do not use it; tell your administrator (or log in again if the cluster's host CA changed)",
+			where, oneLine(e.Err.Error()))
+	case e.Stage == ProxyAuth:
+		return where + " refused your certificate: log in again (teleport-keyhelper login); " +
+			"if it still refuses, your user may be locked or removed: ask your administrator"
+	case errors.As(e.Err, &ce):
+		return fmt.Sprintf("%s could not run %q (exit status %d): %s", where, ce.Command, ce.Status, serverMessage(ce.Stderr))
+	case e.Stage == ProxyCommand:
+		return fmt.Sprintf("%s failed: %s", where, serverMessage(strings.TrimPrefix(e.Err.Error(), "ssh: ")))
+	case errors.As(e.Err, &dns):
+		return fmt.Sprintf("cannot reach %s: the name %s does not resolve; check your network, or log in again if the proxy moved", where, dns.Name)
+	case errors.Is(e.Err, syscall.ECONNREFUSED):
+		return fmt.Sprintf("cannot reach %s: connection refused; is teleport-proxy running there? Log in again if the proxy moved", where)
+	}
+	return fmt.Sprintf("cannot reach %s: %s", where, oneLine(e.Err.Error()))
 }
 
 func orNone(pins []string) string {

@@ -126,8 +126,7 @@ func (c SSHConfig) Generate() (string, error) {
 	if c.ProxyAddr != "" {
 		proxyHost, proxyPort, _ = net.SplitHostPort(c.ProxyAddr)
 		proxyHost = strings.ToLower(proxyHost)
-		b.WriteString("\n# The cluster's proxy. You log in to it as your cluster user; it presents\n" +
-			"# a host certificate from the cluster's host CA.\n")
+		writeProxyComment(&b, proxyHost, proxyPort, hosts != nil)
 		fmt.Fprintf(&b, "Host %s\n", proxyHost)
 		fmt.Fprintf(&b, "    Port %s\n", proxyPort)
 		fmt.Fprintf(&b, "    User %s\n", c.User)
@@ -161,6 +160,37 @@ func (c SSHConfig) Generate() (string, error) {
 	}
 	c.writeTrust(&b)
 	return b.String(), nil
+}
+
+// writeProxyComment explains the proxy's block and the two ways through
+// the proxy: ProxyJump with the hosts' block, when there is one, and the
+// single hop, "LOGIN@NODE" as the user name on the proxy, which needs no
+// block but the proxy's (a user name on the command line wins over the
+// block's User, and ssh, scp and sftp split user@host at the last "@").
+func writeProxyComment(b *strings.Builder, host, port string, hosts bool) {
+	// scp and sftp take an IPv6 address in brackets; ssh takes it bare.
+	bracketed := host
+	if strings.Contains(host, ":") {
+		bracketed = "[" + host + "]"
+	}
+	b.WriteString("\n# The cluster's proxy. You log in to it as your cluster user; it presents\n" +
+		"# a host certificate from the cluster's host CA. To list the nodes you may\n" +
+		"# log in to, and who is logged in to them:\n")
+	fmt.Fprintf(b, "#   ssh %s\n", host)
+	b.WriteString("#   teleport-keyhelper sessions\n#\n" +
+		"# One hop: this block alone reaches a node when the user name holds the\n" +
+		"# login and the node's name (ssh, scp and sftp split user@host at the last\n" +
+		"# \"@\", and a user name on the command line wins over User below):\n")
+	fmt.Fprintf(b, "#   ssh -p %s LOGIN@NODE@%s\n", port, host)
+	fmt.Fprintf(b, "#   scp -P %s FILE LOGIN@NODE@%s:PATH\n", port, bracketed)
+	fmt.Fprintf(b, "#   sftp -P %s LOGIN@NODE@%s\n", port, bracketed)
+	b.WriteString("# The block supplies the port (so -p and -P may be left out), the\n" +
+		"# certificate and the host CA. NODE is the node's name as the proxy lists\n" +
+		"# it, whether or not it matches the host patterns of the cluster.\n")
+	if hosts {
+		b.WriteString("# The block of the cluster's hosts below reaches them through the proxy\n" +
+			"# with ProxyJump instead (ssh LOGIN@HOST), as ssh -J does.\n")
+	}
 }
 
 // writeTrust writes the options every block of the cluster shares.

@@ -57,6 +57,7 @@ func TestSSHConfigGolden(t *testing.T) {
 		{"no_proxy", func(c *SSHConfig) { c.ProxyAddr = ""; c.Hosts = []string{"10.1.*"} }},
 		{"no_default_hosts", func(c *SSHConfig) { c.ProxyAddr = "10.0.0.5:3023" }},
 		{"quoted_paths", func(c *SSHConfig) { *c = exampleConfig("/home/alice/My Files/.teleport") }},
+		{"ipv6_proxy", func(c *SSHConfig) { c.ProxyAddr = "[2001:db8::5]:3023"; c.Hosts = []string{"node*"} }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -143,23 +144,28 @@ func TestDefaultHosts(t *testing.T) {
 	}
 }
 
-// sshG runs the real "ssh -G -F config host" and returns the options it
-// resolved, keyed by lower-case name (values of repeated options joined
-// by newlines).
-func sshG(t *testing.T, config, host string) map[string]string {
+// sshG runs the real "ssh -G -F config args..." (args ending in the
+// destination) and returns the options it resolved, keyed by lower-case
+// name (values of repeated options joined by newlines).
+func sshG(t *testing.T, config string, args ...string) map[string]string {
 	t.Helper()
-	cmd := exec.Command("ssh", "-G", "-T", "-F", config, host)
+	cmd := exec.Command("ssh", append([]string{"-G", "-T", "-F", config}, args...)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("ssh -G -F %s %s: %v\n%s", config, host, err, stderr.String())
+		t.Fatalf("ssh -G -F %s %q: %v\n%s", config, args, err, stderr.String())
 	}
 	if stderr.Len() > 0 {
-		t.Errorf("ssh -G -F %s %s warned:\n%s", config, host, stderr.String())
+		t.Errorf("ssh -G -F %s %q warned:\n%s", config, args, stderr.String())
 	}
+	return parseSSHG(string(out))
+}
+
+// parseSSHG reads the output of ssh -G.
+func parseSSHG(out string) map[string]string {
 	opts := map[string]string{}
-	for line := range strings.SplitSeq(strings.TrimSpace(string(out)), "\n") {
+	for line := range strings.SplitSeq(strings.TrimSpace(out), "\n") {
 		k, v, _ := strings.Cut(line, " ")
 		if old, ok := opts[k]; ok {
 			v = old + "\n" + v
@@ -226,10 +232,123 @@ func TestSSHConfigWithRealSSH(t *testing.T) {
 				t.Errorf("proxy jumps through %q: the proxy must be reached directly", j)
 			}
 
+			// One hop: the user name given on the command line, login and
+			// node, wins over the block's User; everything else is the
+			// proxy's block.
+			for _, args := range [][]string{
+				{"root@node1@bastion.prod.example.com"},
+				{"-p", "3023", "root@node1@bastion.prod.example.com"},
+				{"-l", "root@node1", "bastion.prod.example.com"},
+			} {
+				hop := sshG(t, config, args...)
+				want["user"] = "root@node1"
+				want["hostname"] = "bastion.prod.example.com"
+				want["identitiesonly"] = "yes"
+				for k, v := range want {
+					if hop[k] != v {
+						t.Errorf("one hop %q: %s = %q, want %q", args, k, hop[k], v)
+					}
+				}
+				if j, ok := hop["proxyjump"]; ok {
+					t.Errorf("one hop %q jumps through %q", args, j)
+				}
+			}
+
 			other := sshG(t, config, "github.com")
 			if _, ok := other["proxyjump"]; ok || other["certificatefile"] == c.CertFile ||
 				strings.Contains(other["userknownhostsfile"], dir) || other["hostkeyalgorithms"] == algs {
 				t.Errorf("an unrelated host picked up the cluster's settings: %v", other)
+			}
+		})
+	}
+}
+
+// The one-hop commands the block's comment gives, run as written (with
+// LOGIN, NODE, FILE and PATH filled in) by the real ssh, scp and sftp,
+// resolve with the block to the proxy's port, the certificate and the
+// cluster's known_hosts, with "LOGIN@NODE" as the user: scp and sftp run a
+// stand-in for ssh (-S) that records what the real ssh -G makes of the
+// arguments they pass it.
+func TestSSHConfigOneHopCommands(t *testing.T) {
+	for _, prog := range []string{"ssh", "scp", "sftp"} {
+		if _, err := exec.LookPath(prog); err != nil {
+			t.Skipf("%s not installed; .ci/run installs openssh-client", prog)
+		}
+	}
+	tests := []struct {
+		name, proxy, host string
+	}{
+		{"name", "bastion.prod.example.com:3023", "bastion.prod.example.com"},
+		{"ipv4", "10.0.0.5:3023", "10.0.0.5"},
+		{"ipv6", "[2001:db8::5]:3023", "2001:db8::5"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			c := exampleConfig(filepath.Join(dir, ".teleport"))
+			c.ProxyAddr = tt.proxy
+			block, err := c.Generate()
+			if err != nil {
+				t.Fatal(err)
+			}
+			config := filepath.Join(dir, "ssh_config")
+			file := filepath.Join(dir, "file")
+			recorded := filepath.Join(dir, "ssh-G")
+			fake := filepath.Join(dir, "fake-ssh")
+			for path, data := range map[string]string{
+				config: block,
+				file:   "data\n",
+				fake:   "#!/bin/sh\nexec ssh -G \"$@\" >'" + recorded + "' 2>&1\n",
+			} {
+				if err := os.WriteFile(path, []byte(data), 0o700); err != nil {
+					t.Fatal(err)
+				}
+			}
+			fill := strings.NewReplacer("LOGIN", "root", "NODE", "node1", "FILE", file, "PATH", "/tmp/x")
+			var ran []string
+			for line := range strings.SplitSeq(block, "\n") {
+				cmdline, ok := strings.CutPrefix(line, "#   ")
+				if !ok || !strings.Contains(cmdline, "LOGIN@NODE@") {
+					continue
+				}
+				args := strings.Fields(fill.Replace(cmdline))
+				prog := args[0]
+				ran = append(ran, prog)
+				var got map[string]string
+				if prog == "ssh" {
+					got = sshG(t, config, args[1:]...)
+				} else {
+					_ = os.Remove(recorded)
+					cmd := exec.Command(prog, append([]string{"-F", config, "-S", fake}, args[1:]...)...)
+					cmd.Stdin = strings.NewReader("")
+					out, _ := cmd.CombinedOutput() // fails: the stand-in connects nowhere
+					b, err := os.ReadFile(recorded)
+					if err != nil {
+						t.Fatalf("%s did not run ssh: %v\n%s", cmdline, err, out)
+					}
+					got = parseSSHG(string(b))
+				}
+				want := map[string]string{
+					"user":               "root@node1",
+					"hostname":           tt.host,
+					"port":               "3023",
+					"certificatefile":    c.CertFile,
+					"identityfile":       c.IdentityFile,
+					"userknownhostsfile": c.KnownHostsFile,
+					"hostkeyalgorithms":  strings.Join(HostKeyAlgorithms, ","),
+				}
+				for k, v := range want {
+					if got[k] != v {
+						t.Errorf("%s: %s = %q, want %q", cmdline, k, got[k], v)
+					}
+				}
+				if j, ok := got["proxyjump"]; ok {
+					t.Errorf("%s jumps through %q", cmdline, j)
+				}
+			}
+			if !slices.Equal(ran, []string{"ssh", "scp", "sftp"}) {
+				t.Errorf("the block's comment gives one-hop commands for %q, want ssh, scp and sftp", ran)
 			}
 		})
 	}

@@ -52,6 +52,9 @@ type JoinConfig struct {
 	Name      string
 	FQDN      string
 	Addresses []string
+	// SSHAddr, when set, lets proxies dial this sshd directly when the
+	// node holds no tunnel to them.
+	SSHAddr string
 	// AuthkeysUser may read the node identity and write the policy cache.
 	AuthkeysUser string
 	Log          *slog.Logger
@@ -95,7 +98,7 @@ func Join(ctx context.Context, cfg JoinConfig) (err error) {
 		return err
 	}
 	id, err := cl.JoinNode(ctx, api.NodeJoinRequest{
-		Token: cfg.Token, Name: cfg.Name, FQDN: cfg.FQDN, Addresses: cfg.Addresses,
+		Token: cfg.Token, Name: cfg.Name, FQDN: cfg.FQDN, Addresses: cfg.Addresses, SSHAddr: cfg.SSHAddr,
 		HostPublicKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshPub))),
 		TLSPublicKey:  string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: tlsPubDER})),
 	})

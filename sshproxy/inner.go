@@ -104,7 +104,7 @@ func (p *Proxy) singleHop(ctx context.Context, sconn *ssh.ServerConn, chans <-ch
 }) {
 	user := sconn.Permissions.Extensions[extUser]
 	pol := p.policyNow()
-	node, err := p.route(pol, user, target)
+	node, err := p.route(pol, user, target, 22)
 	if err != nil {
 		p.refused(user, sconn.RemoteAddr().String(), "route", fmt.Sprintf("%s: %v", target, err))
 		refuseSessions(ctx, sconn, chans, reqs, publicMessage(err))
@@ -238,6 +238,16 @@ func (p *Proxy) dialNode(ctx context.Context, node nodeInfo, user, sid, clientAd
 	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	conn, err := p.tunnels.Dial(dctx, node.Name, tunnel.DialRequest{SessionID: sid, User: user, ClientAddr: clientAddr})
+	if errors.Is(err, tunnel.ErrNoTunnel) && node.Addr != "" {
+		// The node registered a reachable address (teleport-node join
+		// --ssh-addr), or DNS fallback resolved an unregistered target.
+		var d net.Dialer
+		conn, err = d.DialContext(dctx, "tcp", node.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("%w, and its address %s does not answer: %v", errNoTunnel, node.Addr, err)
+		}
+		return conn, nil
+	}
 	if errors.Is(err, tunnel.ErrNoTunnel) {
 		return nil, errNoTunnel
 	}

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/opensshca/suite/ca/api"
 	"github.com/opensshca/suite/internal/testbin"
+	"github.com/opensshca/suite/sshproxy/tunnel"
 )
 
 func TestMain(m *testing.M) {
@@ -152,6 +154,11 @@ type testNode struct {
 }
 
 func (c *cluster) startNode(name string, labels map[string]string) *testNode {
+	return c.startNodeWith(name, labels, nil, nil)
+}
+
+// startNodeWith is startNode with extra flags for join and run.
+func (c *cluster) startNodeWith(name string, labels map[string]string, joinArgs, runArgs []string) *testNode {
 	t := c.t
 	t.Helper()
 	dir := filepath.Join(testbin.ShortTempDir(t), "node")
@@ -159,8 +166,8 @@ func (c *cluster) startNode(name string, labels map[string]string) *testNode {
 		t.Fatal(err)
 	}
 	n := &testNode{name: name, dir: dir, log: new(testbin.Buffer)}
-	out, err := exec.Command(c.bins["teleport-node"], "join", "--server", c.ca.URL(), "--token", c.token("node", labels),
-		"--ca-pin", c.ca.Pin, "--data-dir", dir, "--name", name, "--authkeys-user", "nobody").CombinedOutput()
+	out, err := exec.Command(c.bins["teleport-node"], append([]string{"join", "--server", c.ca.URL(), "--token", c.token("node", labels),
+		"--ca-pin", c.ca.Pin, "--data-dir", dir, "--name", name, "--authkeys-user", "nobody"}, joinArgs...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("teleport-node join: %v\n%s", err, out)
 	}
@@ -173,8 +180,8 @@ func (c *cluster) startNode(name string, labels map[string]string) *testNode {
 		t.Fatal(err)
 	}
 	n.sshd = testbin.StartSSHD(t, testbin.SSHDConfig{Extra: []string{"Include " + dropIn, "Subsystem sftp internal-sftp"}})
-	run := exec.Command(c.bins["teleport-node"], "run", "--data-dir", dir, "--reload-command", "", "--nss-dir", "",
-		"--policy-wait", "1s", "--sshd-addr", n.sshd.Addr, "--log-level", "debug")
+	run := exec.Command(c.bins["teleport-node"], append([]string{"run", "--data-dir", dir, "--reload-command", "", "--nss-dir", "",
+		"--policy-wait", "1s", "--sshd-addr", n.sshd.Addr, "--log-level", "debug"}, runArgs...)...)
 	run.Env = testbin.Environ()
 	run.Stdout, run.Stderr = n.log, n.log
 	if err := run.Start(); err != nil {
@@ -376,6 +383,10 @@ func TestProxyRecordingMode(t *testing.T) {
 		if out, err := play.CombinedOutput(); err != nil || !strings.Contains(string(out), "marker-42") {
 			t.Fatalf("asciinema play: %v\n%s", err, out)
 		}
+		caadmPlay := exec.Command("script", "-qec", c.bins["caadm"]+" --socket "+c.ca.AdminSocket+" recordings play "+rec.ID, "/dev/null")
+		if out, err := caadmPlay.CombinedOutput(); err != nil || !strings.Contains(string(out), "marker-42") {
+			t.Fatalf("caadm recordings play: %v\n%s", err, out)
+		}
 		head, _, _ := strings.Cut(c.caadm("recordings", "export", rec.ID), "\n")
 		for _, want := range []string{`"user":"alice"`, `"login":"root"`, `"node":"node1"`, `"session_id":`, `"client_addr":`} {
 			if !strings.Contains(head, want) {
@@ -421,6 +432,13 @@ func TestProxyRecordingMode(t *testing.T) {
 		}
 		if sha256File(t, remote3) != want {
 			t.Fatal("single-hop scp corrupted the file")
+		}
+		back3 := filepath.Join(dir, "back3")
+		if out, code := alice.run(t, strings.NewReader("get "+remote3+" "+back3+"\n"), "sftp", "-q", "-P", port, "-b", "-", "root@node1@127.0.0.1"); code != 0 {
+			t.Fatalf("single-hop sftp: exit %d\n%s", code, out)
+		}
+		if sha256File(t, back3) != want {
+			t.Fatal("single-hop sftp corrupted the file")
 		}
 	})
 
@@ -532,6 +550,94 @@ func TestProxyRecordingMode(t *testing.T) {
 		}
 		if out, code := bob.run(t, nil, "ssh", "root@node1", "true"); code == 0 {
 			t.Fatalf("removed bob logged in again:\n%s", out)
+		}
+	})
+
+	t.Run("node without a tunnel, reached at its registered address", func(t *testing.T) {
+		// teleport-node join --ssh-addr registers where proxies may dial
+		// the sshd; here a forwarder stands in front of it, since the
+		// sshd's port is only known once the node has joined.
+		fwd, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer fwd.Close()
+		var target atomic.Value
+		go func() {
+			for {
+				in, err := fwd.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer in.Close()
+					addr, _ := target.Load().(string)
+					out, err := net.Dial("tcp", addr)
+					if err != nil {
+						return
+					}
+					defer out.Close()
+					go func() { _, _ = io.Copy(out, in); out.Close() }()
+					_, _ = io.Copy(in, out)
+				}()
+			}
+		}()
+		direct := c.startNodeWith("node3", map[string]string{"env": "prod"}, []string{"--ssh-addr", fwd.Addr().String()}, []string{"--no-tunnels"})
+		target.Store(direct.sshd.Addr)
+		waitTunnel(t, alice, "root", direct, 10*time.Second)
+		out, code := alice.run(t, nil, "ssh", "root@node3", "echo direct-$((5*5))")
+		if code != 0 || !strings.Contains(out, "direct-25") {
+			t.Fatalf("node3 at its registered address: exit %d\n%s", code, out)
+		}
+	})
+
+	t.Run("a node cannot hold a tunnel under another node's name", func(t *testing.T) {
+		signer := func() (ssh.Signer, error) { // node2's own key and certificate
+			key, err := os.ReadFile(filepath.Join(staging.dir, "host_key"))
+			if err != nil {
+				return nil, err
+			}
+			s, err := ssh.ParsePrivateKey(key)
+			if err != nil {
+				return nil, err
+			}
+			text, _ := os.ReadFile(filepath.Join(staging.dir, "host_key-cert.pub"))
+			pub, _, _, _, err := ssh.ParseAuthorizedKey(text)
+			if err != nil {
+				return nil, err
+			}
+			return ssh.NewCertSigner(pub.(*ssh.Certificate), s)
+		}
+		hostCA, _, _, _, _ := ssh.ParseAuthorizedKey([]byte(c.hostCA))
+		states := make(chan error, 10)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		impostor := &tunnel.Client{
+			Node: "node1", ProxyAddr: c.tunAddr, Signer: signer, Target: prod.sshd.Addr,
+			HostCAs: func() []ssh.PublicKey { return []ssh.PublicKey{hostCA} },
+			OnState: func(up bool, err error) {
+				if up {
+					err = errors.New("connected")
+				}
+				select {
+				case states <- err:
+				default:
+				}
+			},
+		}
+		go func() { _ = impostor.Run(ctx) }()
+		select {
+		case err := <-states:
+			if err == nil || err.Error() == "connected" || !errors.Is(err, tunnel.ErrNodeRefused) {
+				t.Fatalf("node2's certificate as node1: %v", err)
+			}
+		case <-ctx.Done():
+			t.Fatal("no answer from the proxy")
+		}
+		cancel()
+		// node1's own tunnel still carries node1's sessions.
+		if out, code := alice.run(t, nil, "ssh", "root@node1", "true"); code != 0 {
+			t.Fatalf("node1 after the impostor: exit %d\n%s", code, out)
 		}
 	})
 
@@ -694,7 +800,11 @@ func TestProxyModeOff(t *testing.T) {
 	if _, err := c.ca.Admin().AddUser(context.Background(), api.AddUserRequest{Name: "alice", Roles: []string{"prod-root"}, Password: "correct horse battery"}); err != nil {
 		t.Fatal(err)
 	}
-	c.startProxy()
+	c.caadm("roles", "add", "everywhere", "--logins", "root", "--labels", "*=*")
+	if _, err := c.ca.Admin().AddUser(context.Background(), api.AddUserRequest{Name: "ops", Roles: []string{"everywhere"}, Password: "correct horse battery"}); err != nil {
+		t.Fatal(err)
+	}
+	c.startProxy("--dns-fallback")
 	prod := c.startNode("node1", map[string]string{"env": "prod"})
 	c.startNode("node2", map[string]string{"env": "staging"})
 	alice := c.user("alice")
@@ -709,6 +819,27 @@ func TestProxyModeOff(t *testing.T) {
 	eventually(t, 10*time.Second, "a session.end event with byte counts", func() bool {
 		return strings.Contains(c.caadm("audit", "ls", "--type", "session.end", "--json"), "bytes_out")
 	})
+
+	// DNS fallback: an sshd that never joined, reached by name, only by a
+	// user whose role selects every node.
+	_, hostKey, _ := ed25519.GenerateKey(rand.Reader)
+	hostSigner, _ := ssh.NewSignerFromKey(hostKey)
+	hostCert, err := c.ca.Admin().Sign(context.Background(), api.AdminSignRequest{Host: true, Name: "localhost", PublicKey: string(ssh.MarshalAuthorizedKey(hostSigner.PublicKey()))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := c.ca.Admin().AdminCA(context.Background())
+	blk, _ := ssh.MarshalPrivateKey(hostKey, "")
+	plain := testbin.StartSSHD(t, testbin.SSHDConfig{HostKey: pem.EncodeToMemory(blk), HostCertificate: []byte(hostCert.Certificate + "\n"), TrustedUserCAKeys: []byte(info.UserCA + "\n")})
+	ops := c.user("ops")
+	out, code = ops.run(t, nil, "ssh", "-o", "ProxyJump=proxy", "-p", plain.Port, "root@localhost", "echo by-dns")
+	if code != 0 || !strings.Contains(out, "by-dns") {
+		t.Fatalf("DNS fallback for a *=* role: exit %d\n%s\nsshd:\n%s", code, out, plain.Stderr)
+	}
+	out, code = alice.run(t, nil, "ssh", "-o", "ProxyJump=proxy", "-p", plain.Port, "root@localhost", "true")
+	if code == 0 || !strings.Contains(out, "no role of yours gives a login") {
+		t.Fatalf("DNS fallback without a *=* role: exit %d\n%s", code, out)
+	}
 }
 
 // echoServer echoes lines on a loopback port and returns its address.

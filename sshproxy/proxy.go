@@ -74,6 +74,11 @@ type Config struct {
 	// fails is closed) or "continue" (carry on unrecorded, with an audit
 	// event).
 	OnRecordingFailure string
+	// DNSFallback lets users of a role that selects every node reach
+	// hosts that are not registered, by DNS name, in recording mode off
+	// only (in mode proxy the proxy must present a host certificate for
+	// the target, which only registered nodes have). Off by default.
+	DNSFallback bool
 	// MinRecordingFree is the free space the recording directory must
 	// have for a new recorded session (default 64 MiB).
 	MinRecordingFree int64

@@ -16,6 +16,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/sys/cpu"
+
+	"github.com/opensshca/suite/ca/api"
 )
 
 // Algorithms offered to users. OpenSSH clients prefer chacha20-poly1305
@@ -314,7 +316,7 @@ func (p *Proxy) directTCPIP(ctx context.Context, sconn *ssh.ServerConn, nc ssh.N
 	}
 	user := sconn.Permissions.Extensions[extUser]
 	pol := p.policyNow()
-	node, err := p.route(pol, user, req.Host)
+	node, err := p.route(pol, user, req.Host, req.Port)
 	if err != nil {
 		p.refused(user, sconn.RemoteAddr().String(), "route", fmt.Sprintf("%s: %v", req.Host, err))
 		_ = nc.Reject(ssh.ConnectionFailed, publicMessage(err))
@@ -406,10 +408,15 @@ func (p *Proxy) proxyCommand(ctx context.Context, ch ssh.Channel, user, cmd stri
 }
 
 // route resolves a target for a user: a registered node name or
-// principal, or a label query. Unknown targets get the names of similar
-// nodes the user can reach.
-func (p *Proxy) route(pol *policy, user, target string) (nodeInfo, error) {
+// principal, or a label query, then, in mode off with DNS fallback on, any
+// other host name (as a node without labels, so only roles that select
+// every node reach it). Unknown targets get the names of similar nodes
+// the user can reach.
+func (p *Proxy) route(pol *policy, user, target string, port uint32) (nodeInfo, error) {
 	n, err := pol.resolve(target)
+	if errors.Is(err, errUnknownNode) && p.cfg.DNSFallback && !pol.recording() && validHostName(target) {
+		return nodeInfo{ProxyNode: api.ProxyNode{Name: target, Addr: net.JoinHostPort(target, fmt.Sprint(port))}}, nil
+	}
 	if errors.Is(err, errUnknownNode) {
 		msg := fmt.Sprintf("no node %q is registered", target)
 		if s := pol.suggestions(user, target); len(s) > 0 {
@@ -421,6 +428,28 @@ func (p *Proxy) route(pol *policy, user, target string) (nodeInfo, error) {
 		return nodeInfo{}, err
 	}
 	return nodeInfo{ProxyNode: n}, nil
+}
+
+// validHostName is a DNS name or an IP address, nothing that could carry
+// options or paths.
+func validHostName(s string) bool {
+	if _, err := netip.ParseAddr(s); err == nil {
+		return true
+	}
+	if len(s) == 0 || len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(s, ".") {
+		if len(label) == 0 || len(label) > 63 || label[0] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // closeWrite half-closes what supports it.

@@ -404,6 +404,9 @@ type NodeJoinRequest struct {
 	// FQDN and Addresses become further principals.
 	FQDN      string   `json:"fqdn,omitempty"`
 	Addresses []string `json:"addresses,omitempty"`
+	// SSHAddr, when set, is a "host:port" at which proxies may reach the
+	// node's sshd directly when the node holds no tunnel to them.
+	SSHAddr string `json:"ssh_addr,omitempty"`
 	// HostPublicKey in authorized_keys form (ed25519).
 	HostPublicKey string `json:"host_public_key"`
 	// TLSPublicKey is a PEM "PUBLIC KEY" (PKIX) block, ECDSA P-256 or ed25519.

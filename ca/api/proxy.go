@@ -106,6 +106,8 @@ type ProxyNode struct {
 	Name       string            `json:"name"`
 	Labels     map[string]string `json:"labels,omitempty"`
 	Principals []string          `json:"principals"`
+	// Addr is the node's registered direct sshd address, if any.
+	Addr string `json:"addr,omitempty"`
 }
 
 // SessionCertRequest asks for the session-CA certificate the proxy logs in

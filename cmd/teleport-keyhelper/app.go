@@ -43,10 +43,17 @@ Every flag can also come from the environment as TELEPORT_<FLAG>, with
 The daemon command instead waits for you to sign in on the CA's web page
 and keeps the certificate renewed while that sign-in lasts.
 
+A node is reached through the proxy with ProxyJump (the ssh_config block
+does it for the cluster's host names), or in one hop with the login and
+the node in the user name: ssh -p 3023 LOGIN@NODE@PROXY. The sessions
+command shows who is logged in to the nodes you can log in to.
+
 Example:
   teleport-keyhelper login --server https://ca.example.com:3080 --user alice \
       --ca-pin sha256:...
   ssh root@node1.prod.example.com
+  ssh root@node1@bastion.prod.example.com
+  teleport-keyhelper sessions
   teleport-keyhelper logout`),
 		FlagSet: newFlagSet(""),
 	}
@@ -54,6 +61,7 @@ Example:
 		a.loginCmd(),
 		a.configCmd(),
 		a.statusCmd(),
+		a.sessionsCmd(),
 		a.logoutCmd(),
 		a.daemonCmd(),
 	}

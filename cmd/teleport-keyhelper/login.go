@@ -61,7 +61,12 @@ not written to disk (only key.pub), since a key file would bypass the
 question, so --confirm needs an agent.
 
 Prints the ssh_config block to use (teleport-keyhelper config prints it
-again); it is also kept in ~/.teleport/HOST_PORT/ssh_config.
+again); it is also kept in ~/.teleport/HOST_PORT/ssh_config. With it,
+ssh reaches the cluster's hosts through the proxy with ProxyJump
+(ssh root@node1.prod.example.com), or in one hop with the login and the
+node in the user name (ssh root@node1@PROXY; scp and sftp alike): see
+teleport-keyhelper config -h. The login also remembers the proxy's
+address for teleport-keyhelper sessions.
 
 Examples:
   teleport-keyhelper login --server https://ca.example.com:3080 --user alice \

@@ -46,7 +46,7 @@ func TestUsage(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"no command", nil, "missing command, want one of login, config, status, logout, daemon"},
+		{"no command", nil, "missing command, want one of login, config, status, sessions, logout, daemon"},
 		{"unknown command", []string{"register"}, `unknown command "register"`},
 		{"login without server", []string{"login", "--user", "alice"}, "login: missing --server"},
 		{"login without user", []string{"login", "--server", "ca.example.com"}, "login: missing --user"},
@@ -65,6 +65,7 @@ func TestUsage(t *testing.T) {
 		{"daemon bad ttl", []string{"daemon", "--server", "ca.example.com", "--auth", "alice", "--cert-ttl", "0s"}, "not a duration"},
 		{"daemon cert path alone", []string{"daemon", "--server", "ca.example.com", "--auth", "alice", "--cert-path", "/tmp/c"}, "--cert-path needs --key-path"},
 		{"daemon bad log level", []string{"daemon", "--server", "ca.example.com", "--auth", "alice", "--log-level", "loud"}, "--log-level: unknown log level"},
+		{"sessions argument", []string{"sessions", "node1"}, `sessions: unexpected argument "node1"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -76,7 +77,7 @@ func TestUsage(t *testing.T) {
 			}
 		})
 	}
-	for _, args := range [][]string{{"-h"}, {"login", "-h"}, {"config", "-h"}, {"status", "-h"}, {"logout", "-h"}, {"daemon", "-h"}} {
+	for _, args := range [][]string{{"-h"}, {"login", "-h"}, {"config", "-h"}, {"status", "-h"}, {"logout", "-h"}, {"daemon", "-h"}, {"sessions", "-h"}} {
 		r := kh(t, nil, "", args...)
 		if r.code != 0 || !strings.Contains(r.stderr, "USAGE") {
 			t.Errorf("%v: exit %d, stderr %q", args, r.code, r.stderr)
@@ -84,11 +85,12 @@ func TestUsage(t *testing.T) {
 	}
 }
 
-// Without any login, status, config and logout say so and exit 1.
+// Without any login, status, config, sessions and logout say so and exit
+// 1.
 func TestNotLoggedIn(t *testing.T) {
 	t.Parallel()
 	home := t.TempDir() + "/.teleport"
-	for _, cmd := range []string{"status", "config", "logout"} {
+	for _, cmd := range []string{"status", "config", "sessions", "logout"} {
 		r := kh(t, nil, "", cmd, "--home", home)
 		if r.code != 1 || !strings.Contains(r.stderr, "not logged in: run teleport-keyhelper login") {
 			t.Errorf("%s: exit %d, stderr %q", cmd, r.code, r.stderr)

@@ -36,8 +36,21 @@ learned: it does not ask the CA. Log in again after the cluster gets a
 proxy. --hosts prints it for other host patterns without remembering them
 (login --hosts remembers).
 
+With a proxy, the block has two parts. The proxy's own Host block (its
+port, your cluster user, the certificate, and the cluster's host CA as
+the only trust) serves ssh to the proxy itself, which lists the nodes you
+may log in to, and the one-hop form, where the login and the node go in
+the user name and ssh splits it at the last "@":
+  ssh -p 3023 LOGIN@NODE@PROXY
+  scp -P 3023 FILE LOGIN@NODE@PROXY:PATH
+  sftp -P 3023 LOGIN@NODE@PROXY
+(the block sets the port, so -p and -P may be left out). The block of the
+cluster's hosts (--hosts) reaches them with ProxyJump, as ssh -J does:
+ssh LOGIN@HOST. The block's comments give the commands for the cluster.
+
 Example:
-  teleport-keyhelper config >> ~/.ssh/config`),
+  teleport-keyhelper config >> ~/.ssh/config
+  ssh root@node1@bastion.prod.example.com`),
 		FlagSet: fs,
 		Options: envOptions(),
 		Exec: noArgs(fs, func(context.Context) error {

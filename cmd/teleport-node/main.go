@@ -99,6 +99,7 @@ func joinCmd(stdout io.Writer) *ffcli.Command {
 	fs.StringVar(&cfg.Name, "name", "", "the node's cluster `name` (what users type after ssh root@)")
 	fs.StringVar(&cfg.FQDN, "fqdn", defaultFQDN(), "the node's fully qualified DNS `name`, added to the host certificate")
 	fs.Var(&addrs, "address", "comma-separated `addresses` (IPs or names) to add to the host certificate")
+	fs.StringVar(&cfg.SSHAddr, "ssh-addr", "", "`host:port` at which proxies may reach this sshd directly when the node holds no tunnel to them (default: through the tunnels only)")
 	fs.StringVar(&cfg.AuthkeysUser, "authkeys-user", node.DefaultAuthkeysUser, "`user` sshd runs teleport-authkeys as")
 	return &ffcli.Command{
 		Name:       "join",

@@ -69,6 +69,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.TunnelPublicAddr, "tunnel-public-addr", "", "`host:port` nodes reach --tunnel-listen at (default: --public-addr's host with --tunnel-listen's port)")
 	fs.BoolVar(&cfg.RecordInput, "record-input", false, "record what users type too (it includes passwords typed at prompts)")
 	fs.StringVar(&cfg.OnRecordingFailure, "on-recording-failure", "refuse", `when recordings cannot be written: "refuse" new sessions (and end a session whose recording fails) or "continue" unrecorded with an audit event`)
+	fs.BoolVar(&cfg.DNSFallback, "dns-fallback", false, "in recording mode off, let users whose role selects every node (*=*) reach unregistered hosts by DNS name")
 	fs.Int64Var(&cfg.MinRecordingFree, "min-recording-free", 64<<20, "free `bytes` the recording directory must have for a new recorded session")
 	fs.DurationVar(&cfg.HandshakeTimeout, "handshake-timeout", 10*time.Second, "time an unauthenticated connection may take to log in")
 	fs.IntVar(&cfg.MaxUnauthenticated, "max-unauthenticated", 512, "connections that may be logging in at once; more are closed")
