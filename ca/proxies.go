@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -60,6 +61,9 @@ func proxyAddrHost(what, addr string) (string, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil || host == "" || port == "" {
 		return "", invalidf("%s %q is not host:port", what, addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
+		return "", invalidf("%s %q: the port must be a number from 1 to 65535", what, addr)
 	}
 	if err := ValidateHostPrincipal(host); err != nil {
 		return "", invalidf("%s %q: %v", what, addr, err)

@@ -142,8 +142,28 @@ func TestProxySessionCertChecksPolicy(t *testing.T) {
 	if !bytes.Equal(c.SignatureKey.Marshal(), a.keys.session.PublicKey().Marshal()) {
 		t.Fatal("session certificate not signed by the session CA")
 	}
+	if _, ok := c.Extensions[extPortForwarding]; ok {
+		t.Fatalf("session cert permits port forwarding the role does not: %v", c.Extensions)
+	}
 	if _, err := a.ProxySessionCert(ctx, p, req("alice", "alice", "web1")); err != nil {
 		t.Fatalf("personal login: %v", err)
+	}
+	// The forwarding the matching roles permit is carried to the node.
+	if _, err := a.AddRole(ctx, api.Role{Name: "fwd", Logins: []string{"root"}, NodeLabels: map[string][]string{"env": {"prod"}}, PermitPortForwarding: true, PermitAgentForwarding: true}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.UpdateUser(ctx, "alice", api.UpdateUserRequest{Roles: &[]string{"prod-root", "fwd"}}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	c, err = a.ProxySessionCert(ctx, p, req("alice", "root", "web1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.Extensions[extPortForwarding]; !ok {
+		t.Fatalf("session cert lacks the role's port forwarding: %v", c.Extensions)
+	}
+	if _, ok := c.Extensions[extX11]; ok {
+		t.Fatalf("session cert permits X11 no role gives: %v", c.Extensions)
 	}
 	var pe *PolicyError
 	for _, c := range []struct{ user, login, node string }{
@@ -309,5 +329,31 @@ func TestStoreRecording(t *testing.T) {
 	entries, _ := os.ReadDir(a.recordingsDir())
 	if len(entries) != 1 {
 		t.Fatalf("recordings dir holds %d entries after refused uploads", len(entries))
+	}
+}
+
+func TestJoinNodeSSHAddr(t *testing.T) {
+	a, _ := newTestAuthority(t, nil)
+	ctx := context.Background()
+	tlsPub, _ := tlsPubPEM(t)
+	for _, bad := range []string{"10.0.0.1", "host:22,x", "a b:22", ":22"} {
+		_, err := a.JoinNode(ctx, api.NodeJoinRequest{
+			Token: nodeToken(t, a, TokenNode, nil), Name: "web1", SSHAddr: bad,
+			HostPublicKey: authorizedKey(newPub(t)), TLSPublicKey: tlsPub,
+		}, "127.0.0.1")
+		if err == nil {
+			t.Errorf("sshd address %q accepted", bad)
+		}
+	}
+	if _, err := a.JoinNode(ctx, api.NodeJoinRequest{
+		Token: nodeToken(t, a, TokenNode, nil), Name: "web1", SSHAddr: "10.0.0.1:2222",
+		HostPublicKey: authorizedKey(newPub(t)), TLSPublicKey: tlsPub,
+	}, "127.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	_, p := joinProxy(t, a, "proxy1", "proxy1:3023", "proxy1:3024")
+	pol, err := a.ProxyPolicy(ctx, p, "", 0, "")
+	if err != nil || len(pol.Nodes) != 1 || pol.Nodes[0].Addr != "10.0.0.1:2222" {
+		t.Fatalf("policy nodes: %+v %v", pol.Nodes, err)
 	}
 }
