@@ -83,6 +83,7 @@ type nodeOpts struct {
 	labels      map[string]string
 	maxAge      time.Duration
 	keysCommand bool
+	runArgs     []string // more teleport-node run flags
 }
 
 // startNode joins a node, installs the drop-in into a private sshd and
@@ -115,8 +116,8 @@ func (c *cluster) startNode(t *testing.T, name string, o nodeOpts) *testNode {
 		t.Fatal(err)
 	}
 	n.sshd = testbin.StartSSHD(t, testbin.SSHDConfig{Extra: []string{"Include " + dropIn}})
-	n.run = exec.Command(c.bins["teleport-node"], "run", "--data-dir", dir, "--reload-command", "",
-		"--nss-dir", n.nss, "--policy-wait", "1s", "--log-level", "debug")
+	n.run = exec.Command(c.bins["teleport-node"], append([]string{"run", "--data-dir", dir, "--reload-command", "",
+		"--nss-dir", n.nss, "--policy-wait", "1s", "--log-level", "debug", "--no-tunnels"}, o.runArgs...)...)
 	n.run.Env = testbin.Environ()
 	n.run.Stdout, n.run.Stderr = n.log, n.log
 	if err := n.run.Start(); err != nil {
@@ -212,6 +213,7 @@ func eventually(t *testing.T, d time.Duration, what string, f func() bool) time.
 // with the real ssh client and CA certificates (recording mode off, so
 // nodes trust the user CA).
 func TestNodesWithRealSSHD(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t, "--recording-mode", "off")
 	c.caadm(t, "roles", "add", "prod-root", "--logins", "root", "--labels", "env=prod")
 	c.caadm(t, "roles", "add", "staging-daemon", "--logins", "daemon", "--labels", "env=staging")
@@ -349,6 +351,7 @@ func TestNodesWithRealSSHD(t *testing.T) {
 // the same cluster, for an allowed login, is refused: only the recording
 // proxy can log in.
 func TestModeProxyTrustsOnlySessionCA(t *testing.T) {
+	t.Parallel()
 	c := newCluster(t)
 	c.caadm(t, "roles", "add", "all-root", "--logins", "root", "--labels", "*=*")
 	if _, err := c.ca.Admin().AddUser(context.Background(), api.AddUserRequest{Name: "alice", Roles: []string{"all-root"}, Password: "correct horse battery"}); err != nil {
@@ -365,5 +368,62 @@ func TestModeProxyTrustsOnlySessionCA(t *testing.T) {
 	}
 	if ok, out := sshLogin(t, c.userCert(t, "alice"), "root", n, knownHosts(t, info.HostCA)); ok {
 		t.Fatalf("a user certificate logged in directly in recording mode proxy:\n%s", out)
+	}
+}
+
+// TestHostCertRenewal runs a node whose host certificates live two minutes
+// (plus the CA's one-minute backdating): teleport-node renews at two
+// thirds of that life, runs the reload command once for the new
+// certificate, and the real ssh client, trusting only the host CA, logs in
+// against the renewed certificate.
+func TestHostCertRenewal(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, "--recording-mode", "off", "--host-ttl", "2m")
+	c.caadm(t, "roles", "add", "r", "--logins", "root", "--labels", "*=*")
+	if _, err := c.ca.Admin().AddUser(context.Background(), api.AddUserRequest{Name: "alice", Roles: []string{"r"}, Password: "correct horse battery"}); err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.ca.Admin().AdminCA(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	kh := knownHosts(t, info.HostCA)
+	dir := t.TempDir()
+	marker, script := filepath.Join(dir, "reloads"), filepath.Join(dir, "reload.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho reload >> "+marker+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	n := c.startNode(t, "node1", nodeOpts{runArgs: []string{"--renew-check", "1s", "--reload-command", script}})
+	alice := c.userCert(t, "alice")
+	serial := func() uint64 {
+		b, err := os.ReadFile(n.dir.Path(nodedir.HostCert))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, _, _, _, err := ssh.ParseAuthorizedKey(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pub.(*ssh.Certificate).Serial
+	}
+	first := serial()
+	if ok, out := sshLogin(t, alice, "root", n, kh); !ok {
+		t.Fatalf("login before renewal: %s", out)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("the reload command ran before anything changed")
+	}
+	took := eventually(t, 100*time.Second, "a renewed host certificate", func() bool { return serial() != first })
+	t.Logf("host certificate renewed after %v", took)
+	eventually(t, 5*time.Second, "the reload command after the renewal", func() bool {
+		b, _ := os.ReadFile(marker)
+		return strings.Count(string(b), "reload") == 1
+	})
+	if ok, out := sshLogin(t, alice, "root", n, kh); !ok {
+		t.Fatalf("login after renewal: %s\nsshd:\n%s", out, n.sshd.Stderr)
+	}
+	time.Sleep(3 * time.Second) // several renewal checks with nothing due
+	if b, _ := os.ReadFile(marker); strings.Count(string(b), "reload") != 1 {
+		t.Fatalf("the reload command ran %d times for one renewal", strings.Count(string(b), "reload"))
 	}
 }
