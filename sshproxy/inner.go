@@ -98,10 +98,7 @@ func (p *Proxy) terminate(ctx context.Context, outer *ssh.ServerConn, nc ssh.New
 
 // singleHop serves "ssh -p 3023 login@node@proxy": the outer connection
 // is the user's connection to the node.
-func (p *Proxy) singleHop(ctx context.Context, sconn *ssh.ServerConn, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request, login, target string, log interface {
-	Info(string, ...any)
-	Warn(string, ...any)
-}) {
+func (p *Proxy) singleHop(ctx context.Context, sconn *ssh.ServerConn, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request, login, target string) {
 	user := sconn.Permissions.Extensions[extUser]
 	pol := p.policyNow()
 	node, err := p.route(pol, user, target, 22)

@@ -231,30 +231,35 @@ func (p *Proxy) handleConn(ctx context.Context, conn net.Conn, inflight *atomic.
 	}
 	_ = conn.SetDeadline(time.Time{})
 	defer sconn.Close()
-	user := sconn.Permissions.Extensions[extUser]
-	log := p.log.With("user", user, "remote", conn.RemoteAddr().String())
+	p.log.Debug("user connected", "user", sconn.Permissions.Extensions[extUser], "remote", conn.RemoteAddr().String(), "as", sconn.User())
 	if login, target, single := splitTarget(sconn.User()); single {
-		p.singleHop(ctx, sconn, chans, reqs, login, target, log)
+		p.singleHop(ctx, sconn, chans, reqs, login, target)
 		return
 	}
-	p.jumpHost(ctx, sconn, chans, reqs, log)
+	p.jumpHost(ctx, sconn, chans, reqs)
 }
 
 // jumpHost serves the outer connection of ssh -J: direct-tcpip channels
 // to nodes, and a session channel that tells the user what they can
 // reach.
-func (p *Proxy) jumpHost(ctx context.Context, sconn *ssh.ServerConn, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request, log interface {
-	Info(string, ...any)
-	Warn(string, ...any)
-}) {
+func (p *Proxy) jumpHost(ctx context.Context, sconn *ssh.ServerConn, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go keepalive(ctx, sconn, p.cfg.ClientKeepalive, cancel)
 	go ssh.DiscardRequests(reqs)
+	var open atomic.Int64
 	for nc := range chans {
 		switch nc.ChannelType() {
 		case "direct-tcpip":
-			go p.directTCPIP(ctx, sconn, nc)
+			if open.Add(1) > maxJumpChannels {
+				open.Add(-1)
+				_ = nc.Reject(ssh.ResourceShortage, fmt.Sprintf("at most %d connections through one jump connection", maxJumpChannels))
+				continue
+			}
+			go func() {
+				defer open.Add(-1)
+				p.directTCPIP(ctx, sconn, nc)
+			}()
 		case "session":
 			go p.proxySession(ctx, sconn, nc)
 		default:
@@ -262,6 +267,11 @@ func (p *Proxy) jumpHost(ctx context.Context, sconn *ssh.ServerConn, chans <-cha
 		}
 	}
 }
+
+// maxJumpChannels caps the nodes one ssh -J connection may be connected
+// to at once (OpenSSH's ControlMaster multiplexes several sessions over
+// one jump connection; far more is a client misbehaving).
+const maxJumpChannels = 64
 
 // keepalive probes the client every interval and closes the connection
 // after three unanswered probes.

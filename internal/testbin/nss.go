@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -21,26 +22,8 @@ import (
 // passwd line of user and the names of the user's groups there.
 func NSSLookup(t testing.TB, dir, user string) (line string, groups []string) {
 	t.Helper()
-	nsswitch := filepath.Join(t.TempDir(), "nsswitch.conf")
-	conf := "passwd: files extrausers\ngroup: files extrausers\nshadow: files extrausers\n"
-	if err := os.WriteFile(nsswitch, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	script := `mount --make-rprivate / && mount --bind "$1" /var/lib/extrausers && mount --bind "$2" /etc/nsswitch.conf`
-	args := []string{"-m", "sh", "-c", "", "sh", dir, nsswitch, user}
-	if sock := nscdSocket(); sock != "" {
-		// An nscd outside the namespace would answer from the machine's
-		// configuration; a plain file over its socket makes glibc look
-		// names up itself.
-		notSocket := filepath.Join(t.TempDir(), "no-nscd")
-		if err := os.WriteFile(notSocket, nil, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		script += ` && mount --bind "$4" "$5"`
-		args = append(args, notSocket, sock)
-	}
-	args[3] = script + ` && getent passwd "$3" && id -Gn "$3"`
-	out, err := exec.CommandContext(context.Background(), "unshare", args...).CombinedOutput()
+	args := ExtrausersNamespace(t, dir, `getent passwd "$1" && id -Gn "$1"`, user)
+	out, err := exec.CommandContext(context.Background(), args[0], args[1:]...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("unshare %q: %v\n%s", args, err, out)
 	}
@@ -51,24 +34,63 @@ func NSSLookup(t testing.TB, dir, user string) (line string, groups []string) {
 	return lines[0], strings.Fields(lines[1])
 }
 
+// ExtrausersNamespace returns a command line that runs the shell command
+// script (with args as "$1", "$2", ...) in a private mount namespace where
+// dir is bound over /var/lib/extrausers and an nsswitch.conf reads it
+// after /etc: the real glibc NSS resolves the accounts teleport-node
+// wrote, and the machine's own files are never touched. /var/lib/extrausers
+// must exist (MakeMountpoint).
+func ExtrausersNamespace(t testing.TB, dir, script string, args ...string) []string {
+	t.Helper()
+	nsswitch := filepath.Join(t.TempDir(), "nsswitch.conf")
+	conf := "passwd: files extrausers\ngroup: files extrausers\nshadow: files extrausers\n"
+	if err := os.WriteFile(nsswitch, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	setup := `mount --make-rprivate / && mount --bind "$T_DIR" /var/lib/extrausers && mount --bind "$T_NSSWITCH" /etc/nsswitch.conf`
+	env := []string{"T_DIR=" + dir, "T_NSSWITCH=" + nsswitch}
+	if sock := nscdSocket(); sock != "" {
+		// An nscd outside the namespace would answer from the machine's
+		// configuration; a plain file over its socket makes glibc look
+		// names up itself.
+		notSocket := filepath.Join(t.TempDir(), "no-nscd")
+		if err := os.WriteFile(notSocket, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		setup += ` && mount --bind "$T_NOTSOCK" "$T_SOCK"`
+		env = append(env, "T_NOTSOCK="+notSocket, "T_SOCK="+sock)
+	}
+	out := append([]string{"env"}, env...)
+	out = append(out, "unshare", "-m", "sh", "-c", setup+" && unset T_DIR T_NSSWITCH T_NOTSOCK T_SOCK && "+script, "sh")
+	return append(out, args...)
+}
+
 // SkipUnlessExtrausers skips the test unless it runs as root on a machine
 // with unshare, mount namespaces, getent, id and libnss-extrausers.
 func SkipUnlessExtrausers(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: bind mounts in a mount namespace need root")
+	if err := ExtrausersAvailable(); err != nil {
+		t.Skipf("skipping: %v", err)
 	}
-	for _, tool := range []string{"unshare", "mount", "getent", "id", "sh"} {
+}
+
+// ExtrausersAvailable says why NSS tests cannot run here, or nil.
+func ExtrausersAvailable() error {
+	if os.Geteuid() != 0 {
+		return errors.New("bind mounts in a mount namespace need root")
+	}
+	for _, tool := range []string{"unshare", "mount", "getent", "id", "sh", "env"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("skipping: %v", err)
+			return err
 		}
 	}
 	if lib := extrausersLib(); lib == "" {
-		t.Skip("skipping: libnss_extrausers.so.2 not found (install libnss-extrausers)")
+		return errors.New("libnss_extrausers.so.2 not found (install libnss-extrausers)")
 	}
 	if out, err := exec.Command("unshare", "-m", "true").CombinedOutput(); err != nil {
-		t.Skipf("skipping: no mount namespace: unshare -m: %v: %s", err, bytes.TrimSpace(out))
+		return fmt.Errorf("no mount namespace: unshare -m: %v: %s", err, bytes.TrimSpace(out))
 	}
+	return nil
 }
 
 // extrausersLib returns the path of the NSS module, or "".

@@ -31,6 +31,11 @@ type SSHDConfig struct {
 	TrustedUserCAKeys []byte
 	// Extra lines are appended to sshd_config.
 	Extra []string
+	// ExtrausersDir, if set, runs sshd in a private mount namespace where
+	// it is /var/lib/extrausers and NSS reads it (ExtrausersNamespace), so
+	// accounts teleport-node writes there can log in. The test is skipped
+	// unless SkipUnlessExtrausers passes; /var/lib/extrausers must exist.
+	ExtrausersDir string
 }
 
 // SSHD is a running OpenSSH sshd, started by StartSSHD.
@@ -65,6 +70,11 @@ func StartSSHD(t testing.TB, cfg SSHDConfig) *SSHD {
 	_, s.Port, _ = net.SplitHostPort(s.Addr)
 	conf := s.writeFiles(t, cfg)
 	s.Cmd = exec.Command(SSHDPath, "-D", "-e", "-f", conf)
+	if cfg.ExtrausersDir != "" {
+		SkipUnlessExtrausers(t)
+		args := ExtrausersNamespace(t, cfg.ExtrausersDir, `exec "$1" -D -e -f "$2"`, SSHDPath, conf)
+		s.Cmd = exec.Command(args[0], args[1:]...)
+	}
 	s.Cmd.Env = Environ()
 	s.Cmd.Stdout, s.Cmd.Stderr = s.Stderr, s.Stderr
 	if err := s.Cmd.Start(); err != nil {
