@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -84,6 +85,9 @@ type nodeOpts struct {
 	maxAge      time.Duration
 	keysCommand bool
 	runArgs     []string // more teleport-node run flags
+	// extrausers runs sshd where NSS reads the node's extrausers files,
+	// so personal accounts can log in (testbin.SSHDConfig.ExtrausersDir).
+	extrausers bool
 }
 
 // startNode joins a node, installs the drop-in into a private sshd and
@@ -115,7 +119,14 @@ func (c *cluster) startNode(t *testing.T, name string, o nodeOpts) *testNode {
 	if err := os.WriteFile(dropIn, conf, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	n.sshd = testbin.StartSSHD(t, testbin.SSHDConfig{Extra: []string{"Include " + dropIn}})
+	sc := testbin.SSHDConfig{Extra: []string{"Include " + dropIn}}
+	if o.extrausers {
+		if err := os.MkdirAll(n.nss, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		sc.ExtrausersDir = n.nss
+	}
+	n.sshd = testbin.StartSSHD(t, sc)
 	n.run = exec.Command(c.bins["teleport-node"], append([]string{"run", "--data-dir", dir, "--reload-command", "",
 		"--nss-dir", n.nss, "--policy-wait", "1s", "--log-level", "debug", "--no-tunnels"}, o.runArgs...)...)
 	n.run.Env = testbin.Environ()
@@ -231,7 +242,11 @@ func TestNodesWithRealSSHD(t *testing.T) {
 		t.Fatal(err)
 	}
 	kh := knownHosts(t, info.HostCA)
-	prod := c.startNode(t, "node1", nodeOpts{labels: map[string]string{"env": "prod"}, maxAge: 5 * time.Second})
+	nssErr := testbin.ExtrausersAvailable()
+	if nssErr == nil {
+		testbin.MakeMountpoint(t, "/var/lib/extrausers")
+	}
+	prod := c.startNode(t, "node1", nodeOpts{labels: map[string]string{"env": "prod"}, maxAge: 5 * time.Second, extrausers: nssErr == nil})
 	staging := c.startNode(t, "node2", nodeOpts{labels: map[string]string{"env": "staging"}, keysCommand: true})
 	alice, carol, bob := c.userCert(t, "alice"), c.userCert(t, "carol"), c.userCert(t, "bob")
 
@@ -262,8 +277,9 @@ func TestNodesWithRealSSHD(t *testing.T) {
 	})
 
 	t.Run("NSS account through libnss-extrausers", func(t *testing.T) {
-		testbin.SkipUnlessExtrausers(t)
-		testbin.MakeMountpoint(t, "/var/lib/extrausers")
+		if nssErr != nil {
+			t.Skipf("skipping: %v", nssErr)
+		}
 		var line string
 		var groups []string
 		eventually(t, 5*time.Second, "dave's account in node1's extrausers files", func() bool {
@@ -280,6 +296,24 @@ func TestNodesWithRealSSHD(t *testing.T) {
 		}
 		if !slices.Contains(groups, "cluster-sudo") || !slices.Contains(groups, "dave") {
 			t.Fatalf("id -Gn dave = %v, want dave and cluster-sudo", groups)
+		}
+		// dave logs in to his personal account with the real ssh: sshd
+		// resolves it through libnss-extrausers.
+		daveCert := c.userCert(t, "dave")
+		cmd := exec.Command("ssh", "-F", "/dev/null", "-i", daveCert.key, "-o", "CertificateFile="+daveCert.cert,
+			"-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-o", "UserKnownHostsFile="+kh,
+			"-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
+			"-o", "LogLevel=ERROR", "-p", prod.sshd.Port, "dave@127.0.0.1", "id -un; id -u; id -Gn")
+		cmd.Env = testbin.Environ()
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr // "Could not chdir to home directory": no pam_mkhomedir here
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("ssh as dave: %v\n%s%s\nsshd:\n%s", err, out, stderr.Bytes(), prod.sshd.Stderr)
+		}
+		got := strings.Fields(string(out))
+		if len(got) < 4 || got[0] != "dave" || got[1] != f[2] || !slices.Contains(got[2:], "cluster-sudo") {
+			t.Fatalf("id on node1 as dave: %q (want dave, uid %s, cluster-sudo)", out, f[2])
 		}
 		// node2 (env=staging) gives dave no account.
 		if b, _ := os.ReadFile(filepath.Join(staging.nss, "passwd")); strings.Contains(string(b), "dave") {
