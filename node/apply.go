@@ -31,6 +31,12 @@ type NSSConfig struct {
 	Passwd, Group string
 	// Shell of personal accounts (default /bin/bash).
 	Shell string
+	// PAMGroupConf, when set, is the pam_group(8) configuration
+	// (/etc/security/group.conf) in which teleport-node keeps a managed
+	// block granting the role groups that are local system groups below
+	// gid 500 (sudo, adm), which libnss-extrausers cannot extend. Empty:
+	// such groups are skipped with a warning.
+	PAMGroupConf string
 }
 
 // DefaultNSS is the packaged setup.
@@ -157,14 +163,20 @@ func (a *applier) writeNSS(p api.NodePolicy) error {
 		}
 	}
 	var groups []nss.Group
+	system := map[string][]string{} // user -> local system groups (pam_group)
 	for _, g := range slices.Sorted(maps.Keys(members)) {
 		gid, ok := localGroups[g]
 		if ok && gid < nss.MinID {
 			// libnss-extrausers ignores ids below 500, so membership in a
-			// system group such as sudo (27) cannot come from it. Name a
-			// cluster group in the role and grant it in sudoers instead
-			// (contrib/sudoers).
-			a.log.Warn("role group is a local system group below gid 500, which libnss-extrausers cannot extend; skipped", "group", g, "gid", gid)
+			// system group such as sudo (27) cannot come from it: it is
+			// granted at login by pam_group when configured (pamgroup.go).
+			if a.nss.PAMGroupConf == "" {
+				a.log.Warn("role group is a local system group below gid 500, which libnss-extrausers cannot extend; skipped (grant it with --pam-group-conf, see docs/node.md)", "group", g, "gid", gid)
+				continue
+			}
+			for _, u := range members[g] {
+				system[u] = append(system[u], g)
+			}
 			continue
 		}
 		if !ok {
@@ -178,6 +190,17 @@ func (a *applier) writeNSS(p api.NodePolicy) error {
 	if err := os.MkdirAll(a.nss.Dir, 0o755); err != nil {
 		return err
 	}
-	_, err = nss.Write(a.nss.Dir, users, groups)
-	return err
+	if _, err = nss.Write(a.nss.Dir, users, groups); err != nil {
+		return err
+	}
+	if a.nss.PAMGroupConf != "" {
+		changed, err := writePAMGroupConf(a.nss.PAMGroupConf, system)
+		if err != nil {
+			return err
+		}
+		if changed {
+			a.log.Info("pam_group grants updated", "file", a.nss.PAMGroupConf, "users", len(system))
+		}
+	}
+	return nil
 }

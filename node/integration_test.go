@@ -78,6 +78,8 @@ type testNode struct {
 	run  *exec.Cmd
 	log  *testbin.Buffer
 	nss  string
+	// pamGroupConf is the group.conf teleport-node keeps (extrausers).
+	pamGroupConf string
 }
 
 type nodeOpts struct {
@@ -125,6 +127,25 @@ func (c *cluster) startNode(t *testing.T, name string, o nodeOpts) *testNode {
 			t.Fatal(err)
 		}
 		sc.ExtrausersDir = n.nss
+		// sshd with a PAM stack that runs pam_group, reading the
+		// group.conf teleport-node manages (contrib/pam).
+		pamDir, secDir := filepath.Join(filepath.Dir(dir), "pam.d"), filepath.Join(filepath.Dir(dir), "security")
+		n.pamGroupConf = filepath.Join(secDir, "group.conf")
+		for _, d := range []string{pamDir, secDir} {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		pam := "auth optional pam_group.so\naccount required pam_permit.so\nsession required pam_permit.so\npassword required pam_deny.so\n"
+		if err := os.WriteFile(filepath.Join(pamDir, "sshd"), []byte(pam), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(n.pamGroupConf, []byte("# the machine's own lines stay\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		sc.Binds = map[string]string{pamDir: "/etc/pam.d", secDir: "/etc/security"}
+		sc.UsePAM = true
+		o.runArgs = append(o.runArgs, "--pam-group-conf", n.pamGroupConf)
 	}
 	n.sshd = testbin.StartSSHD(t, sc)
 	n.run = exec.Command(c.bins["teleport-node"], append([]string{"run", "--data-dir", dir, "--reload-command", "",
@@ -228,7 +249,7 @@ func TestNodesWithRealSSHD(t *testing.T) {
 	c := newCluster(t, "--recording-mode", "off")
 	c.caadm(t, "roles", "add", "prod-root", "--logins", "root", "--labels", "env=prod")
 	c.caadm(t, "roles", "add", "staging-daemon", "--logins", "daemon", "--labels", "env=staging")
-	c.caadm(t, "roles", "add", "prod-devs", "--logins", "{user}", "--groups", "cluster-sudo", "--labels", "env=prod")
+	c.caadm(t, "roles", "add", "prod-devs", "--logins", "{user}", "--groups", "cluster-sudo,sudo", "--labels", "env=prod")
 	if _, err := c.ca.Admin().AddUser(context.Background(), api.AddUserRequest{Name: "dave", Roles: []string{"prod-devs"}, Password: "correct horse battery"}); err != nil {
 		t.Fatal(err)
 	}
@@ -314,6 +335,15 @@ func TestNodesWithRealSSHD(t *testing.T) {
 		got := strings.Fields(string(out))
 		if len(got) < 4 || got[0] != "dave" || got[1] != f[2] || !slices.Contains(got[2:], "cluster-sudo") {
 			t.Fatalf("id on node1 as dave: %q (want dave, uid %s, cluster-sudo)", out, f[2])
+		}
+		// sudo (gid 27) cannot come from libnss-extrausers; pam_group
+		// grants it at login from the block teleport-node manages.
+		if !slices.Contains(got[2:], "sudo") {
+			b, _ := os.ReadFile(prod.pamGroupConf)
+			t.Fatalf("dave is not in sudo after login: %q\ngroup.conf:\n%s", out, b)
+		}
+		if b, _ := os.ReadFile(prod.pamGroupConf); !strings.HasPrefix(string(b), "# the machine's own lines stay\n") {
+			t.Fatalf("group.conf lost the machine's lines:\n%s", b)
 		}
 		// node2 (env=staging) gives dave no account.
 		if b, _ := os.ReadFile(filepath.Join(staging.nss, "passwd")); strings.Contains(string(b), "dave") {

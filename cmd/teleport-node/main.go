@@ -253,6 +253,7 @@ func runCmd(stderr io.Writer) *ffcli.Command {
 	fs.StringVar(&reload, "reload-command", strings.Join(node.DefaultReload, " "), "`command` that makes sshd re-read its host certificate; empty for none")
 	fs.StringVar(&cfg.NSS.Dir, "nss-dir", cfg.NSS.Dir, "libnss-extrausers `directory` for personal accounts; empty disables")
 	fs.StringVar(&cfg.NSS.Shell, "shell", cfg.NSS.Shell, "login `shell` of personal accounts")
+	fs.StringVar(&cfg.NSS.PAMGroupConf, "pam-group-conf", "", "pam_group `file` (/etc/security/group.conf) in which to grant role groups that are local system groups below gid 500, such as sudo; empty skips them")
 	fs.DurationVar(&cfg.PolicyWait, "policy-wait", 25*time.Second, "how long the CA may hold a policy request before confirming an unchanged policy (at most 25s); the cache is confirmed at least this often")
 	var proxies string
 	fs.StringVar(&proxies, "proxy", "", "comma-separated proxy tunnel `addresses` (host:port) to hold reverse tunnels to; default: every proxy the CA lists")

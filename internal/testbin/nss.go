@@ -22,7 +22,7 @@ import (
 // passwd line of user and the names of the user's groups there.
 func NSSLookup(t testing.TB, dir, user string) (line string, groups []string) {
 	t.Helper()
-	args := ExtrausersNamespace(t, dir, `getent passwd "$1" && id -Gn "$1"`, user)
+	args := ExtrausersNamespace(t, dir, nil, `getent passwd "$1" && id -Gn "$1"`, user)
 	out, err := exec.CommandContext(context.Background(), args[0], args[1:]...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("unshare %q: %v\n%s", args, err, out)
@@ -39,8 +39,10 @@ func NSSLookup(t testing.TB, dir, user string) (line string, groups []string) {
 // dir is bound over /var/lib/extrausers and an nsswitch.conf reads it
 // after /etc: the real glibc NSS resolves the accounts teleport-node
 // wrote, and the machine's own files are never touched. /var/lib/extrausers
-// must exist (MakeMountpoint).
-func ExtrausersNamespace(t testing.TB, dir, script string, args ...string) []string {
+// must exist (MakeMountpoint). binds maps more host paths to the paths
+// they are bound over (directories, so that files replaced by rename stay
+// visible).
+func ExtrausersNamespace(t testing.TB, dir string, binds map[string]string, script string, args ...string) []string {
 	t.Helper()
 	nsswitch := filepath.Join(t.TempDir(), "nsswitch.conf")
 	conf := "passwd: files extrausers\ngroup: files extrausers\nshadow: files extrausers\n"
@@ -60,8 +62,19 @@ func ExtrausersNamespace(t testing.TB, dir, script string, args ...string) []str
 		setup += ` && mount --bind "$T_NOTSOCK" "$T_SOCK"`
 		env = append(env, "T_NOTSOCK="+notSocket, "T_SOCK="+sock)
 	}
+	i := 0
+	for src, dst := range binds {
+		setup += fmt.Sprintf(` && mount --bind "$T_SRC%d" "$T_DST%d"`, i, i)
+		env = append(env, fmt.Sprintf("T_SRC%d=%s", i, src), fmt.Sprintf("T_DST%d=%s", i, dst))
+		i++
+	}
 	out := append([]string{"env"}, env...)
-	out = append(out, "unshare", "-m", "sh", "-c", setup+" && unset T_DIR T_NSSWITCH T_NOTSOCK T_SOCK && "+script, "sh")
+	var names []string
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		names = append(names, name)
+	}
+	out = append(out, "unshare", "-m", "sh", "-c", setup+" && unset "+strings.Join(names, " ")+" && "+script, "sh")
 	return append(out, args...)
 }
 

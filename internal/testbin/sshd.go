@@ -36,6 +36,12 @@ type SSHDConfig struct {
 	// accounts teleport-node writes there can log in. The test is skipped
 	// unless SkipUnlessExtrausers passes; /var/lib/extrausers must exist.
 	ExtrausersDir string
+	// UsePAM turns on sshd's PAM (off by default; sshd keeps the first
+	// value of an option, so an Extra line cannot turn it on).
+	UsePAM bool
+	// Binds are more host paths bound over others in that namespace
+	// (source -> target), such as a directory over /etc/security.
+	Binds map[string]string
 }
 
 // SSHD is a running OpenSSH sshd, started by StartSSHD.
@@ -72,7 +78,7 @@ func StartSSHD(t testing.TB, cfg SSHDConfig) *SSHD {
 	s.Cmd = exec.Command(SSHDPath, "-D", "-e", "-f", conf)
 	if cfg.ExtrausersDir != "" {
 		SkipUnlessExtrausers(t)
-		args := ExtrausersNamespace(t, cfg.ExtrausersDir, `exec "$1" -D -e -f "$2"`, SSHDPath, conf)
+		args := ExtrausersNamespace(t, cfg.ExtrausersDir, cfg.Binds, `exec "$1" -D -e -f "$2"`, SSHDPath, conf)
 		s.Cmd = exec.Command(args[0], args[1:]...)
 	}
 	s.Cmd.Env = Environ()
@@ -118,7 +124,7 @@ func (s *SSHD) writeFiles(t testing.TB, cfg SSHDConfig) string {
 		"KbdInteractiveAuthentication no",
 		"PermitRootLogin prohibit-password",
 		"StrictModes no",
-		"UsePAM no",
+		"UsePAM " + map[bool]string{true: "yes", false: "no"}[cfg.UsePAM],
 		"PidFile none",
 		"LogLevel VERBOSE",
 	}
