@@ -237,11 +237,16 @@ func (a *Authority) signClientCert(pub crypto.PublicKey, subject pkix.Name, uri 
 }
 
 func (a *Authority) auditNode(ctx context.Context, typ, node, remote string, ok bool, reason string) {
+	a.auditMachine(ctx, "node", typ, node, remote, ok, reason)
+}
+
+// auditMachine records a join or renewal of a node or proxy (kind).
+func (a *Authority) auditMachine(ctx context.Context, kind, typ, name, remote string, ok bool, reason string) {
 	ev := a.newEvent(typ, a.now())
-	ev.Actor, ev.Success, ev.Remote = "node", ok, remote
+	ev.Actor, ev.Success, ev.Remote = kind, ok, remote
 	ev.Fields = map[string]string{}
-	if ValidateNodeName(node) == nil {
-		ev.Fields["node"] = node
+	if ValidateNodeName(name) == nil {
+		ev.Fields[kind] = name
 	}
 	if reason != "" {
 		ev.Fields["reason"] = reason
@@ -261,29 +266,42 @@ type authenticatedNode struct {
 // authenticateNode checks a verified client certificate against the node
 // records.
 func (a *Authority) authenticateNode(ctx context.Context, leaf *x509.Certificate) (*authenticatedNode, error) {
-	if leaf == nil || len(leaf.URIs) != 1 {
-		return nil, ErrBadNode
-	}
-	u := leaf.URIs[0]
-	name := strings.TrimPrefix(u.Path, "/")
-	if u.Scheme != deviceURIScheme || u.Host != nodeURIHost || ValidateNodeName(name) != nil || leaf.Subject.CommonName != name {
-		return nil, ErrBadNode
-	}
-	it, err := a.store.Get(ctx, nodeKey(name))
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, ErrBadNode
-	}
+	rec, rev, err := loadMachine(a, ctx, leaf, nodeURIHost, nodeKey, ErrBadNode, func(r nodeRecord) string { return r.SPKI })
 	if err != nil {
 		return nil, err
 	}
-	rec, err := decodeItem[nodeRecord](&a.decoded, it)
+	return &authenticatedNode{rec: rec, rev: rev, pub: leaf.PublicKey}, nil
+}
+
+// loadMachine authenticates a node or proxy: the client certificate (URI
+// teleport://<host>/<name>, CommonName <name>) must name a record under
+// key(name) whose SPKI hash is the certificate's key. Every failure is
+// bad, so a caller learns nothing about other machines.
+func loadMachine[T any](a *Authority, ctx context.Context, leaf *x509.Certificate, host string, key func(string) string, bad error, spki func(T) string) (T, int64, error) {
+	var zero T
+	if leaf == nil || len(leaf.URIs) != 1 {
+		return zero, 0, bad
+	}
+	u := leaf.URIs[0]
+	name := strings.TrimPrefix(u.Path, "/")
+	if u.Scheme != deviceURIScheme || u.Host != host || ValidateNodeName(name) != nil || leaf.Subject.CommonName != name {
+		return zero, 0, bad
+	}
+	it, err := a.store.Get(ctx, key(name))
+	if errors.Is(err, store.ErrNotFound) {
+		return zero, 0, bad
+	}
 	if err != nil {
-		return nil, fmt.Errorf("ca: damaged node record: %w", err)
+		return zero, 0, err
 	}
-	if rec.SPKI != spkiHash(leaf.RawSubjectPublicKeyInfo) {
-		return nil, ErrBadNode
+	rec, err := decodeItem[T](&a.decoded, it)
+	if err != nil {
+		return zero, 0, fmt.Errorf("ca: damaged %s record: %w", host, err)
 	}
-	return &authenticatedNode{rec: rec, rev: it.Revision, pub: leaf.PublicKey}, nil
+	if spki(rec) != spkiHash(leaf.RawSubjectPublicKeyInfo) {
+		return zero, 0, bad
+	}
+	return rec, it.Revision, nil
 }
 
 // RenewNode reissues an authenticated node's host and TLS certificates

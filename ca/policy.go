@@ -84,14 +84,24 @@ func (a *Authority) followPolicyInputs(ctx context.Context) {
 // NodePolicy waits until the node's policy differs from the one whose hash
 // the node holds, or until wait passes, and returns the current policy.
 func (a *Authority) NodePolicy(ctx context.Context, n *authenticatedNode, have string, wait time.Duration, remote string) (api.NodePolicy, error) {
+	a.touchNode(ctx, n, remote, a.now())
+	return longPoll(ctx, a, have, wait, func() (api.NodePolicy, string, error) {
+		p, err := a.buildNodePolicy(ctx, n.rec.Name)
+		return p, p.Hash, err
+	})
+}
+
+// longPoll builds a policy until its hash differs from have, an input
+// changes, wait passes (capped at MaxPolicyWait) or ctx ends, and returns
+// the last one built.
+func longPoll[T any](ctx context.Context, a *Authority, have string, wait time.Duration, build func() (T, string, error)) (T, error) {
 	wait = min(max(wait, 0), MaxPolicyWait)
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
-	a.touchNode(ctx, n, remote, a.now())
 	for {
 		changed := a.policyChanged.wait()
-		p, err := a.buildNodePolicy(ctx, n.rec.Name)
-		if err != nil || p.Hash != have {
+		p, hash, err := build()
+		if err != nil || hash != have {
 			return p, err
 		}
 		select {

@@ -14,7 +14,6 @@ import (
 	"slices"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -107,12 +106,12 @@ func (a *Authority) JoinProxy(ctx context.Context, req api.ProxyJoinRequest, rem
 		return api.ProxyIdentity{}, err
 	}
 	if err := a.checkPrincipalsFree(ctx, "proxy/"+req.Name, principals); err != nil {
-		a.auditNode(ctx, "proxy.join", req.Name, remote, false, err.Error())
+		a.auditMachine(ctx, "proxy", "proxy.join", req.Name, remote, false, err.Error())
 		return api.ProxyIdentity{}, err
 	}
 	tok, err := a.ConsumeToken(ctx, req.Token, TokenProxy)
 	if err != nil {
-		a.auditNode(ctx, "proxy.join", req.Name, remote, false, "bad token")
+		a.auditMachine(ctx, "proxy", "proxy.join", req.Name, remote, false, "bad token")
 		return api.ProxyIdentity{}, err
 	}
 	now := a.now()
@@ -126,7 +125,7 @@ func (a *Authority) JoinProxy(ctx context.Context, req api.ProxyJoinRequest, rem
 		return api.ProxyIdentity{}, err
 	}
 	if _, err := a.store.Create(ctx, proxyKey(rec.Name), b); errors.Is(err, store.ErrExists) {
-		a.auditNode(ctx, "proxy.join", req.Name, remote, false, "name taken")
+		a.auditMachine(ctx, "proxy", "proxy.join", req.Name, remote, false, "name taken")
 		return api.ProxyIdentity{}, fmt.Errorf("ca: proxy %q is already joined; remove it first (caadm proxies rm %s): %w", req.Name, req.Name, ErrExists)
 	} else if err != nil {
 		return api.ProxyIdentity{}, err
@@ -136,7 +135,7 @@ func (a *Authority) JoinProxy(ctx context.Context, req api.ProxyJoinRequest, rem
 		_ = a.store.Delete(ctx, proxyKey(rec.Name))
 		return api.ProxyIdentity{}, err
 	}
-	a.auditNode(ctx, "proxy.join", req.Name, remote, true, "")
+	a.auditMachine(ctx, "proxy", "proxy.join", req.Name, remote, true, "")
 	return id, nil
 }
 
@@ -169,29 +168,11 @@ type authenticatedProxy struct {
 // authenticateProxy checks a verified client certificate against the
 // proxy records.
 func (a *Authority) authenticateProxy(ctx context.Context, leaf *x509.Certificate) (*authenticatedProxy, error) {
-	if leaf == nil || len(leaf.URIs) != 1 {
-		return nil, ErrBadProxy
-	}
-	u := leaf.URIs[0]
-	name := strings.TrimPrefix(u.Path, "/")
-	if u.Scheme != deviceURIScheme || u.Host != proxyURIHost || ValidateNodeName(name) != nil || leaf.Subject.CommonName != name {
-		return nil, ErrBadProxy
-	}
-	it, err := a.store.Get(ctx, proxyKey(name))
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, ErrBadProxy
-	}
+	rec, rev, err := loadMachine(a, ctx, leaf, proxyURIHost, proxyKey, ErrBadProxy, func(r proxyRecord) string { return r.SPKI })
 	if err != nil {
 		return nil, err
 	}
-	rec, err := decodeItem[proxyRecord](&a.decoded, it)
-	if err != nil {
-		return nil, fmt.Errorf("ca: damaged proxy record: %w", err)
-	}
-	if rec.SPKI != spkiHash(leaf.RawSubjectPublicKeyInfo) {
-		return nil, ErrBadProxy
-	}
-	return &authenticatedProxy{rec: rec, rev: it.Revision, pub: leaf.PublicKey}, nil
+	return &authenticatedProxy{rec: rec, rev: rev, pub: leaf.PublicKey}, nil
 }
 
 // RenewProxy reissues a proxy's certificates for the same keys, taking
@@ -206,7 +187,7 @@ func (a *Authority) RenewProxy(ctx context.Context, leaf *x509.Certificate, req 
 		return api.ProxyIdentity{}, err
 	}
 	if ssh.FingerprintSHA256(hostPub) != p.rec.HostKey {
-		a.auditNode(ctx, "proxy.renew", p.rec.Name, remote, false, "host key changed")
+		a.auditMachine(ctx, "proxy", "proxy.renew", p.rec.Name, remote, false, "host key changed")
 		return api.ProxyIdentity{}, &PolicyError{Reason: "the host key differs from the one the proxy joined with; join again to change it"}
 	}
 	rec := p.rec
@@ -237,7 +218,7 @@ func (a *Authority) RenewProxy(ctx context.Context, leaf *x509.Certificate, req 
 	if err != nil {
 		return api.ProxyIdentity{}, err
 	}
-	a.auditNode(ctx, "proxy.renew", rec.Name, remote, true, "")
+	a.auditMachine(ctx, "proxy", "proxy.renew", rec.Name, remote, true, "")
 	return id, nil
 }
 

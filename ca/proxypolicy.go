@@ -23,24 +23,11 @@ import (
 // ProxyPolicy waits until the policy differs from the one whose hash the
 // proxy holds, or until wait passes, and returns the current policy.
 func (a *Authority) ProxyPolicy(ctx context.Context, p *authenticatedProxy, have string, wait time.Duration, remote string) (api.ProxyPolicy, error) {
-	wait = min(max(wait, 0), MaxPolicyWait)
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
 	a.touchProxy(ctx, p, remote, a.now())
-	for {
-		changed := a.policyChanged.wait()
+	return longPoll(ctx, a, have, wait, func() (api.ProxyPolicy, string, error) {
 		pol, err := a.buildProxyPolicy(ctx)
-		if err != nil || pol.Hash != have {
-			return pol, err
-		}
-		select {
-		case <-changed:
-		case <-timer.C:
-			return pol, nil
-		case <-ctx.Done():
-			return pol, ctx.Err()
-		}
-	}
+		return pol, pol.Hash, err
+	})
 }
 
 // touchProxy records when a proxy was last seen (at most every
