@@ -258,9 +258,12 @@ func TestProxySessionsAndAudit(t *testing.T) {
 		t.Fatalf("a silent proxy's sessions still listed: %+v", got)
 	}
 	bad := s
-	bad.Node = "web1\nfoo"
-	if err := a.PutProxySessions(ctx, p, api.ActiveSessions{Sessions: []api.Session{bad}}); err == nil {
-		t.Fatal("a session with a bad node name was stored")
+	bad.ID, bad.Node = "abc-2", "web1\nfoo"
+	if err := a.PutProxySessions(ctx, p, api.ActiveSessions{Sessions: []api.Session{bad, s}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := a.Sessions(ctx); len(got) != 1 || got[0].ID != "abc-1" {
+		t.Fatalf("a session with a bad node name was stored, or hid the good one: %+v", got)
 	}
 
 	ev := api.ProxyEvent{ID: "e1", Time: clk.Now(), Type: "session.exec", User: "alice", Success: true, Fields: map[string]string{"command": "ls"}}
@@ -273,9 +276,17 @@ func TestProxySessionsAndAudit(t *testing.T) {
 	if err != nil || len(evs) != 1 || evs[0].Actor != "proxy:proxy1" || evs[0].Fields["command"] != "ls" {
 		t.Fatalf("audit: %+v %v", evs, err)
 	}
-	ev.ID = "../../x"
-	if err := a.ProxyAudit(ctx, p, []api.ProxyEvent{ev}); err == nil {
-		t.Fatal("bad event id accepted")
+	// Content never makes a batch fail (the proxy would retry it
+	// forever): it is cleaned and kept.
+	odd := api.ProxyEvent{ID: "../../x", Type: "bad type\n", User: "Mallory\n", Success: false,
+		Fields: map[string]string{"command": strings.Repeat("x", 10000)}}
+	if err := a.ProxyAudit(ctx, p, []api.ProxyEvent{odd}); err != nil {
+		t.Fatal(err)
+	}
+	evs, err = a.Audit(ctx, AuditFilter{Type: "proxy.event"})
+	if err != nil || len(evs) != 1 || evs[0].User != "" || evs[0].Fields["user_given"] == "" ||
+		evs[0].Fields["type_given"] == "" || len(evs[0].Fields["command"]) > 4100 {
+		t.Fatalf("odd event: %+v %v", evs, err)
 	}
 }
 

@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/opensshca/suite/ca/api"
@@ -130,20 +132,19 @@ func (a *Authority) PutProxySessions(ctx context.Context, p *authenticatedProxy,
 	if len(req.Sessions) > maxSessionsPerPut {
 		return invalidf("%d sessions in one report; at most %d", len(req.Sessions), maxSessionsPerPut)
 	}
-	for i := range req.Sessions {
-		s := &req.Sessions[i]
+	// Entries that do not validate are left out, not refused: one bad
+	// entry must not hide the proxy's other sessions.
+	kept := make([]api.Session, 0, len(req.Sessions))
+	for _, s := range req.Sessions {
 		s.Proxy = p.rec.Name
-		if err := checkName("session id", s.ID, labelKeyRE, "use letters, digits, '_', '.', '/' and '-'"); err != nil {
-			return err
+		if checkName("session id", s.ID, labelKeyRE, "") != nil || ValidateUserName(s.User) != nil ||
+			(ValidateNodeName(s.Node) != nil && ValidateHostPrincipal(s.Node) != nil) {
+			a.log.Warn("proxy reported a session that does not validate; left out", "proxy", p.rec.Name)
+			continue
 		}
-		if err := ValidateUserName(s.User); err != nil {
-			return err
-		}
-		if err := ValidateNodeName(s.Node); err != nil {
-			return err
-		}
+		kept = append(kept, s)
 	}
-	b, err := json.Marshal(sessionsRecord{Sessions: req.Sessions, Expires: a.now().Add(ttl).UTC()})
+	b, err := json.Marshal(sessionsRecord{Sessions: kept, Expires: a.now().Add(ttl).UTC()})
 	if err != nil {
 		return err
 	}
@@ -180,44 +181,64 @@ func (a *Authority) Sessions(ctx context.Context) ([]api.Session, error) {
 
 const maxProxyEvents = 1000
 
-// ProxyAudit stores a batch of events reported by a proxy.
+// ProxyAudit stores a batch of events reported by a proxy. Content is
+// never a reason to refuse an event (the proxy would retry it forever):
+// what does not fit is cleaned and kept — a bad user name moves to the
+// field user_given, over-long values are cut, a missing or bad id or type
+// is replaced — and only an oversized batch is refused.
 func (a *Authority) ProxyAudit(ctx context.Context, p *authenticatedProxy, evs []api.ProxyEvent) error {
 	if len(evs) > maxProxyEvents {
 		return invalidf("%d events in one batch; at most %d", len(evs), maxProxyEvents)
 	}
-	for _, e := range evs {
-		if err := checkName("event id", e.ID, labelKeyRE, "use letters, digits, '_', '.', '/' and '-'"); err != nil {
-			return err
+	for i, e := range evs {
+		ev := sanitizeProxyEvent(e, i, a.now())
+		sum := sha256.Sum256([]byte(p.rec.Name + "\x00" + ev.ID))
+		rec := api.AuditEvent{
+			ID:   fmt.Sprintf("%020d-%s", ev.Time.UnixNano(), hex.EncodeToString(sum[:4])),
+			Time: ev.Time.UTC(), Type: ev.Type, User: ev.User, Actor: "proxy:" + p.rec.Name,
+			Success: ev.Success, Remote: ev.Remote, Fields: ev.Fields,
 		}
-		if err := checkName("event type", e.Type, labelKeyRE, "use letters, digits, '_', '.', '/' and '-'"); err != nil {
-			return err
-		}
-		if e.User != "" && ValidateUserName(e.User) != nil {
-			return invalidf("event %s names an invalid user", e.ID)
-		}
-		if len(e.Fields) > 32 {
-			return invalidf("event %s has %d fields; at most 32", e.ID, len(e.Fields))
-		}
-		for k, v := range e.Fields {
-			if len(k) > 64 || len(v) > 4096 {
-				return invalidf("event %s: field %.64q is too long", e.ID, k)
-			}
-		}
-	}
-	for _, e := range evs {
-		t := e.Time
-		if t.IsZero() {
-			t = a.now()
-		}
-		sum := sha256.Sum256([]byte(p.rec.Name + "\x00" + e.ID))
-		ev := api.AuditEvent{
-			ID:   fmt.Sprintf("%020d-%s", t.UnixNano(), hex.EncodeToString(sum[:4])),
-			Time: t.UTC(), Type: e.Type, User: e.User, Actor: "proxy:" + p.rec.Name,
-			Success: e.Success, Remote: e.Remote, Fields: e.Fields,
-		}
-		if err := a.writeEvent(ctx, ev); err != nil && !errors.Is(err, store.ErrExists) {
+		if err := a.writeEvent(ctx, rec); err != nil && !errors.Is(err, store.ErrExists) {
 			return err
 		}
 	}
 	return nil
+}
+
+// sanitizeProxyEvent makes an event fit the audit log (see ProxyAudit).
+func sanitizeProxyEvent(e api.ProxyEvent, i int, now time.Time) api.ProxyEvent {
+	cut := func(s string, n int) string {
+		if len(s) > n {
+			return strings.ToValidUTF8(s[:n], "") + "…"
+		}
+		return s
+	}
+	fields := make(map[string]string, len(e.Fields)+2)
+	n := 0
+	for _, k := range slices.Sorted(maps.Keys(e.Fields)) {
+		if n == 32 {
+			fields["fields_dropped"] = fmt.Sprint(len(e.Fields) - n)
+			break
+		}
+		fields[cut(k, 64)] = cut(e.Fields[k], 4096)
+		n++
+	}
+	if checkName("event id", e.ID, labelKeyRE, "") != nil {
+		sum := sha256.Sum256(fmt.Appendf(nil, "%q %d %d", e.ID, i, e.Time.UnixNano()))
+		e.ID = hex.EncodeToString(sum[:12])
+	}
+	if checkName("event type", e.Type, labelKeyRE, "") != nil {
+		fields["type_given"] = cut(fmt.Sprintf("%q", e.Type), 80)
+		e.Type = "proxy.event"
+	}
+	if e.User != "" && ValidateUserName(e.User) != nil {
+		fields["user_given"] = cut(fmt.Sprintf("%q", e.User), 80)
+		e.User = ""
+	}
+	e.Remote = cut(e.Remote, 128)
+	if e.Time.IsZero() {
+		e.Time = now
+	}
+	e.Fields = fields
+	return e
 }

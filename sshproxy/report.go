@@ -3,8 +3,10 @@ package sshproxy
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"regexp"
 	"sort"
 	"strings"
@@ -119,7 +121,14 @@ func (a *auditQueue) flush(ctx context.Context) error {
 			return nil
 		}
 		if err := a.p.cl.Load().ProxyAudit(ctx, batch); err != nil {
-			return err
+			var ae *api.Error
+			if !errors.As(err, &ae) || ae.Status < 400 || ae.Status >= 500 || ae.Status == http.StatusTooManyRequests {
+				return err // the CA is down or busy: retry
+			}
+			// The CA refuses the batch itself (it never refuses content):
+			// retrying would block every later event. The events are in
+			// this log already.
+			a.p.log.Error("the CA refused a batch of audit events; dropping it (the events are in this log)", "err", err, "events", n)
 		}
 		a.mu.Lock()
 		a.q = a.q[n:]
