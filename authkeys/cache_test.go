@@ -67,7 +67,7 @@ func exampleCache(t testing.TB) *Cache {
 	}
 }
 
-// validCacheFile is exampleCache marshalled.
+// validCacheFile is exampleCache marshalled (format v2).
 func validCacheFile(t testing.TB) string {
 	t.Helper()
 	b, err := exampleCache(t).Marshal()
@@ -75,6 +75,28 @@ func validCacheFile(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// marshalV1 writes c in format v1, as teleport-node did before v2: the
+// same lines after a different first line.
+func marshalV1(t testing.TB, c *Cache) string {
+	t.Helper()
+	body, err := c.marshalBody()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Header + "\n" + string(body)
+}
+
+// validCacheFileV1 is exampleCache in format v1.
+func validCacheFileV1(t testing.TB) string { return marshalV1(t, exampleCache(t)) }
+
+// resealV2 turns a file of format v1 (valid or not) into one of format
+// v2 with the same lines after the first, with a first line that
+// matches them: what only a writer can make, not damage.
+func resealV2(v1file string) string {
+	_, body, _ := strings.Cut(v1file, "\n")
+	return string(seal([]byte(body)))
 }
 
 // cacheDiff describes how got differs from want, or returns "" when they
@@ -146,21 +168,41 @@ func golden(t *testing.T, name, got string) {
 }
 
 // TestCacheGolden pins the cache file format: testdata/cache.golden is the
-// documented example of a cache file.
+// documented example of a cache file. testdata/cache-v1.golden is the
+// same cache as teleport-node wrote it in format v1; it is not
+// rewritten by -update, and must still be read.
 func TestCacheGolden(t *testing.T) {
 	t.Parallel()
 	golden(t, "cache.golden", validCacheFile(t))
 
-	b, err := os.ReadFile(filepath.Join("testdata", "cache.golden"))
+	v1, err := os.ReadFile(filepath.Join("testdata", "cache-v1.golden"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := ParseCache(b)
-	if err != nil {
-		t.Fatalf("ParseCache(cache.golden): %v", err)
+	if got := validCacheFileV1(t); got != string(v1) {
+		t.Errorf("marshalV1 is not what teleport-node wrote in format v1:\n%s\n--- want\n%s", got, v1)
 	}
-	if d := cacheDiff(c, exampleCache(t)); d != "" {
-		t.Errorf("cache.golden does not hold the example cache:\n%s", d)
+	for _, name := range []string{"cache.golden", "cache-v1.golden"} {
+		b, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := ParseCache(b)
+		if err != nil {
+			t.Fatalf("ParseCache(%s): %v", name, err)
+		}
+		if d := cacheDiff(c, exampleCache(t)); d != "" {
+			t.Errorf("%s does not hold the example cache:\n%s", name, d)
+		}
+		for user, want := range exampleCache(t).Users {
+			c, err := ParseCacheFor(b, user)
+			if err != nil {
+				t.Fatalf("ParseCacheFor(%s, %q): %v", name, user, err)
+			}
+			if got, ok := c.Users[user]; !ok || len(c.Users) != 1 || got.Locked != want.Locked || !slices.Equal(got.Logins, want.Logins) {
+				t.Errorf("ParseCacheFor(%s, %q) users %+v, want %+v", name, user, c.Users, want)
+			}
+		}
 	}
 }
 
@@ -200,6 +242,10 @@ func TestCacheRoundTrip(t *testing.T) {
 			c.Users = map[string]Access{"_": {Logins: []string{"_"}}}
 		}},
 		{"zero times", func(c *Cache) { c.Confirmed, c.Generated = time.Time{}, time.Time{} }},
+		{"year 0", func(c *Cache) { // FuzzParseCache/year-zero: ParseCache read it, Marshal refused it
+			c.Confirmed = time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC)
+			c.Revoked = []Revoked{{CA: "user", Serial: 1, Expires: time.Date(0, 12, 31, 23, 59, 59, 0, time.UTC)}}
+		}},
 		{"many users", func(c *Cache) {
 			for i := range 500 {
 				c.Users[fmt.Sprintf("user%03d", i)] = Access{Logins: []string{"root", fmt.Sprintf("l%d", i)}, Locked: i%7 == 0}
@@ -283,9 +329,11 @@ func beforeEnd(file, line string) string {
 }
 
 // badCaches is the table of TestParseCacheRefuses, built from a valid
-// file; FuzzParseCache is seeded from it.
+// file of format v1 (a v2 file changed by hand fails its checksum
+// first); FuzzParseCache is seeded from it, and TestParseCacheRefuses
+// also gives each to the v2 parser with its first line made to match.
 func badCaches(t testing.TB) []badCache {
-	valid := validCacheFile(t)
+	valid := validCacheFileV1(t)
 	c := exampleCache(t)
 	userLine := "user alice root,deploy\n"
 	if !strings.Contains(valid, userLine) {
@@ -404,7 +452,7 @@ func badCaches(t testing.TB) []badCache {
 
 func TestParseCacheRefuses(t *testing.T) {
 	t.Parallel()
-	valid := validCacheFile(t)
+	valid := validCacheFileV1(t)
 	if _, err := ParseCache([]byte(valid)); err != nil {
 		t.Fatalf("the valid file does not parse: %v", err)
 	}
@@ -424,18 +472,30 @@ func TestParseCacheRefuses(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("error %q does not mention %q", err, tt.wantErr)
 			}
+			// The same lines in format v2, under a first line that matches
+			// them: still refused, whatever made them bad (cases that
+			// change only the first line have nothing left to refuse).
+			if v2 := resealV2(tt.data); v2 != resealV2(valid) {
+				if c, err := ParseCache([]byte(v2)); err == nil || c != nil {
+					t.Errorf("ParseCache accepted it in format v2 (err %v):\n%s", err, v2)
+				}
+			}
 		})
 	}
 }
 
-// TestParseCacheTruncated: a valid file cut at any byte is refused. The
-// cut that loses only the final newline is TestParseCacheExactEnd's.
+// TestParseCacheTruncated: a valid file cut at any byte is refused, in
+// either format, for any user. The cut of a v1 file that loses only the
+// final newline is TestParseCacheExactEnd's.
 func TestParseCacheTruncated(t *testing.T) {
 	t.Parallel()
-	valid := validCacheFile(t)
-	for n := range len(valid) - 1 {
-		if c, err := ParseCache([]byte(valid[:n])); err == nil || c != nil {
-			t.Errorf("ParseCache accepted the first %d of %d bytes (err %v):\n%s", n, len(valid), err, valid[:n])
+	for _, valid := range []string{validCacheFile(t), validCacheFileV1(t)} {
+		for n := range len(valid) - 1 {
+			for _, user := range []string{"", "alice", "zed"} {
+				if c, err := ParseCacheFor([]byte(valid[:n]), user); err == nil || c != nil {
+					t.Errorf("ParseCacheFor(%q) accepted the first %d of %d bytes (err %v):\n%s", user, n, len(valid), err, valid[:n])
+				}
+			}
 		}
 	}
 }
@@ -445,13 +505,19 @@ func TestParseCacheTruncated(t *testing.T) {
 // not written by Marshal.
 func TestParseCacheExactEnd(t *testing.T) {
 	t.Parallel()
-	valid := validCacheFile(t)
-	for name, data := range map[string]string{
-		"no final newline": strings.TrimSuffix(valid, "\n"),
-		"end with a space": replaceLine(valid, "end\n", "end \n"),
-	} {
-		if _, err := ParseCache([]byte(data)); err == nil {
-			t.Errorf("%s: ParseCache accepted %q", name, data)
+	for _, valid := range []string{validCacheFileV1(t), validCacheFile(t)} {
+		for name, data := range map[string]string{
+			"no final newline": strings.TrimSuffix(valid, "\n"),
+			"end with a space": replaceLine(valid, "end\n", "end \n"),
+		} {
+			for _, d := range []string{data, resealV2(data)} {
+				if _, err := ParseCache([]byte(d)); err == nil {
+					t.Errorf("%s: ParseCache accepted %q", name, d)
+				}
+				if _, err := ParseCacheFor([]byte(d), "alice"); err == nil {
+					t.Errorf("%s: ParseCacheFor accepted %q", name, d)
+				}
+			}
 		}
 	}
 }
@@ -619,7 +685,9 @@ func TestNamePatterns(t *testing.T) {
 			candidates = append(candidates, c+strings.Repeat("a", n-2)+"0", strings.Repeat(c, n))
 		}
 	}
-	valid := validCacheFile(t)
+	// Format v1, whose lines may come in any order; the v2 parsers use
+	// the same checks.
+	valid := validCacheFileV1(t)
 	for _, p := range patterns {
 		for _, s := range candidates {
 			if p.what == "login" && strings.Contains(s, ",") {

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -16,9 +17,10 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-// FuzzParseCache: ParseCache never panics, and what it accepts
-// marshals back to a file that parses to the same policy; ParseCacheFor
-// agrees with it.
+// FuzzParseCache: ParseCache and ParseCacheFor never panic and answer
+// as agree requires (for a v1 file, exactly what the reference parser
+// answers), and what ParseCache accepts marshals back to a file that
+// parses to the same policy.
 func FuzzParseCache(f *testing.F) {
 	valid := validCacheFile(f)
 	f.Add([]byte(valid))
@@ -29,17 +31,22 @@ func FuzzParseCache(f *testing.F) {
 			f.Add([]byte(bc.data))
 		}
 	}
+	for _, s := range orderSeeds(f) {
+		f.Add([]byte(s))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		users := []string{"", "alice", "zed"}
+		for line := range strings.Lines(string(data)) {
+			if kw, rest, _ := strings.Cut(line, " "); (kw == "user" || kw == "locked") && len(users) < 6 {
+				name, _, _ := strings.Cut(rest, " ")
+				users = append(users, name)
+			}
+		}
+		for _, u := range users {
+			agree(t, data, u)
+		}
 		c, err := ParseCache(data)
 		if err != nil {
-			if c != nil {
-				t.Fatalf("ParseCache returned a cache with error %v", err)
-			}
-			for _, user := range []string{"alice", "zed"} {
-				if _, ferr := ParseCacheFor(data, user); ferr == nil && !strings.Contains(err.Error(), "listed twice") {
-					t.Fatalf("ParseCacheFor(%q) accepted a file ParseCache refuses: %v", user, err)
-				}
-			}
 			return
 		}
 		b, err := c.Marshal()
@@ -64,7 +71,7 @@ func FuzzParseCache(f *testing.F) {
 			t.Fatalf("Marshal is not stable: %v\n%s\n---\n%s", err, b, b2)
 		}
 
-		users := []string{"zed"}
+		users = []string{"zed"}
 		for u := range c.Users {
 			if len(users) < 5 {
 				users = append(users, u)
@@ -84,6 +91,27 @@ func FuzzParseCache(f *testing.F) {
 				t.Fatalf("ParseCacheFor(%q):\n%s", u, d)
 			}
 		}
+	})
+}
+
+// FuzzLookup: for any lines under a first line of format v2 that matches
+// them, as only a writer could make, lookup never panics and answers as
+// agree requires: what the full parse answers whenever that accepts,
+// and otherwise only from a valid line of the user.
+func FuzzLookup(f *testing.F) {
+	for _, s := range lookupSeeds(f) {
+		f.Add([]byte(s.body), s.user)
+	}
+	valid := validCacheFileV1(f)
+	for _, bc := range badCaches(f) {
+		if _, body, ok := strings.Cut(bc.data, "\n"); ok && len(body) < 4096 && bc.data != valid {
+			f.Add([]byte(body), "alice")
+		}
+	}
+	f.Fuzz(func(t *testing.T, body []byte, user string) {
+		data := seal(body)
+		agree(t, data, user)
+		agree(t, data, "")
 	})
 }
 
@@ -177,13 +205,20 @@ func TestFuzzCorpus(t *testing.T) {
 	t.Parallel()
 	parseCache := map[string]string{
 		"valid":     validCacheFile(t),
+		"valid-v1":  validCacheFileV1(t),
 		"truncated": strings.TrimSuffix(validCacheFile(t), "end\n"),
 		"garbage":   "\x00\xffgarbage\n\n",
 	}
+	accepted := map[string]bool{"valid": true, "valid-v1": true, "unordered": true}
+	maps.Copy(parseCache, orderSeeds(t))
+	lookups := lookupSeeds(t)
 	keys := fuzzKeysSeeds(t)
 	if *update {
 		for name, data := range parseCache {
 			writeSeed(t, "FuzzParseCache", name, fmt.Sprintf("[]byte(%s)", strconv.Quote(data)))
+		}
+		for name, s := range lookups {
+			writeSeed(t, "FuzzLookup", name, fmt.Sprintf("[]byte(%s)\nstring(%s)", strconv.Quote(s.body), strconv.Quote(s.user)))
 		}
 		for name, s := range keys {
 			writeSeed(t, "FuzzKeysLine", name, fmt.Sprintf("string(%s)\nstring(%s)\nstring(%s)", strconv.Quote(s[0]), strconv.Quote(s[1]), strconv.Quote(s[2])))
@@ -196,8 +231,20 @@ func TestFuzzCorpus(t *testing.T) {
 			t.Errorf("FuzzParseCache/%s is out of date (go test -update)", name)
 			continue
 		}
-		if _, err := ParseCache([]byte(v[0])); (err == nil) != (name == "valid") {
+		if _, err := ParseCache([]byte(v[0])); (err == nil) != accepted[name] {
 			t.Errorf("FuzzParseCache/%s: ParseCache error %v", name, err)
+		}
+	}
+	for name, want := range lookups {
+		v := readSeed(t, "FuzzLookup", name)
+		if len(v) != 2 || v[0] != want.body || v[1] != want.user {
+			t.Errorf("FuzzLookup/%s is out of date (go test -update)", name)
+			continue
+		}
+		_, err := ParseCacheFor(seal([]byte(v[0])), v[1])
+		_, fullErr := ParseCache(seal([]byte(v[0])))
+		if (err == nil) != want.answered || (fullErr == nil) != want.valid {
+			t.Errorf("FuzzLookup/%s: lookup error %v, full parse error %v; want answered %v, valid %v", name, err, fullErr, want.answered, want.valid)
 		}
 	}
 	for name := range keys {

@@ -243,18 +243,22 @@ func cacheFile(t *testing.T, d nodedir.Dir) []byte {
 
 // TestAnswerAgreesWithCache: Answer, which reads the cache file only for
 // the user it guesses from the key id, says what the whole cache says,
-// whatever the key id.
+// whatever the key id, from a cache of either format.
 func TestAnswerAgreesWithCache(t *testing.T) {
 	t.Parallel()
 	ca := testSigner(t, seedTrustedCA)
-	for _, mode := range []string{ModeOff, ModeProxy} {
-		t.Run(mode, func(t *testing.T) {
+	for _, tc := range []struct{ mode, format string }{{ModeOff, "v2"}, {ModeProxy, "v2"}, {ModeOff, "v1"}, {ModeProxy, "v1"}} {
+		mode := tc.mode
+		t.Run(mode+"/"+tc.format, func(t *testing.T) {
 			t.Parallel()
 			d := newNodeDir(t)
 			now := t0
 			c := cacheConfirmedAt(t, now)
 			c.Mode = mode
 			writeCache(t, d, c)
+			if tc.format == "v1" {
+				write(t, d.Path(nodedir.Cache), marshalV1(t, c))
+			}
 			r := testRunner(d, &now, noFetch(t))
 			keyIDs := []string{keyIDFor(mode, "dave.ops"), keyIDFor(mode, "bob"), "user=alice", "user=alice proxy=p", "user=alice session=s proxy=p"}
 			for _, k := range keyIDCases() {
@@ -564,6 +568,12 @@ func TestAnswerUnusableCacheFetches(t *testing.T) {
 		{"empty", func(t *testing.T, d nodedir.Dir) { write(t, d.Path(nodedir.Cache), "") }, "truncated", true},
 		{"garbage", func(t *testing.T, d nodedir.Dir) { write(t, d.Path(nodedir.Cache), "\x00\x01garbage") }, "line 1", true},
 		{"truncated", func(t *testing.T, d nodedir.Dir) { write(t, d.Path(nodedir.Cache), strings.TrimSuffix(valid, "end\n")) }, "truncated", true},
+		{"damaged", func(t *testing.T, d nodedir.Dir) {
+			write(t, d.Path(nodedir.Cache), strings.Replace(valid, "user alice root", "user alice rooz", 1))
+		}, "damaged", true},
+		{"truncated v1", func(t *testing.T, d nodedir.Dir) {
+			write(t, d.Path(nodedir.Cache), strings.TrimSuffix(validCacheFileV1(t), "end\n"))
+		}, "truncated", true},
 		{"a directory", func(t *testing.T, d nodedir.Dir) {
 			if err := os.Mkdir(d.Path(nodedir.Cache), 0o750); err != nil {
 				t.Fatal(err)

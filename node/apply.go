@@ -74,6 +74,11 @@ func (a *applier) apply(p api.NodePolicy, confirmed time.Time) error {
 	if err != nil {
 		return err
 	}
+	// Marshal writes format v2: the users in increasing order of their
+	// names, under a first line with the size and checksum of the rest,
+	// so that teleport-authkeys can find one user by binary search. One
+	// rename replaces the file: a reader sees one generation or the
+	// next, whole.
 	b, err := c.Marshal()
 	if err != nil {
 		return err

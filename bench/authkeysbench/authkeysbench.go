@@ -4,9 +4,12 @@
 // stock OpenSSH paths (an exec that does nothing, and a command that
 // prints a principals file, the stock AuthorizedPrincipalsCommand). The
 // aim of the nodes issue is a median of 5 ms or less, exec included.
+// The large cache is measured as teleport-node writes it (format v2,
+// found by binary search) and in format v1 (every line checked).
 package authkeysbench
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
@@ -38,6 +41,10 @@ type Row struct {
 type Options struct {
 	// Authkeys is the teleport-authkeys binary.
 	Authkeys string
+	// AuthkeysStatic, when set, is the same program linked statically
+	// (CGO_ENABLED=0), measured in one more row: the net package makes
+	// the default build load the C library at every start.
+	AuthkeysStatic string
 	// Runs per row (default 300).
 	Runs int
 	// Users in the large cache (default 10000).
@@ -69,6 +76,13 @@ func Run(o Options) ([]Row, error) {
 	if err != nil {
 		return nil, err
 	}
+	largeV1, err := writeCache(filepath.Join(o.Dir, "large-v1"), caSigner.PublicKey(), o.Users)
+	if err == nil {
+		err = toV1(filepath.Join(largeV1, nodedir.Cache))
+	}
+	if err != nil {
+		return nil, err
+	}
 	principals := filepath.Join(o.Dir, "principals")
 	if err := os.WriteFile(principals, []byte("root\n"), 0o644); err != nil {
 		return nil, err
@@ -78,42 +92,61 @@ func Run(o Options) ([]Row, error) {
 		return nil, err
 	}
 	keyID := "user=u5 proxy=p1 session=s1"
-	cases := []struct {
+	type row struct {
 		name string
 		args []string
 		want string
-	}{
+	}
+	cases := []row{
 		{"stock: exec /bin/true (fork+exec floor)", []string{"/bin/true"}, ""},
 		{"stock: cat principals file (AuthorizedPrincipalsCommand)", []string{"/bin/cat", principals}, "root\n"},
 		{"teleport-authkeys principals, 10 users", []string{o.Authkeys, "--data-dir", small, "principals", "root", keyID, "42"}, "root\n"},
 		{fmt.Sprintf("teleport-authkeys principals, %d users", o.Users), []string{o.Authkeys, "--data-dir", large, "principals", "root", keyID, "42"}, "root\n"},
 		{fmt.Sprintf("teleport-authkeys keys, %d users", o.Users), []string{o.Authkeys, "--data-dir", large, "keys", "root", certType, certB64}, "cert-authority"},
+		{fmt.Sprintf("teleport-authkeys principals, %d users, v1 cache (older teleport-node)", o.Users), []string{o.Authkeys, "--data-dir", largeV1, "principals", "root", keyID, "42"}, "root\n"},
 	}
-	var rows []Row
-	for _, c := range cases {
-		rows = append(rows, measure(c.name, c.args, c.want, o.Runs))
+	if o.AuthkeysStatic != "" {
+		cases = append(cases, row{fmt.Sprintf("teleport-authkeys principals, %d users, CGO_ENABLED=0 build", o.Users), []string{o.AuthkeysStatic, "--data-dir", large, "principals", "root", keyID, "42"}, "root\n"})
+	}
+	// The rows take turns, one run each, so that a machine whose load
+	// changes during the run slows every row alike.
+	rows := make([]Row, len(cases))
+	times := make([][]time.Duration, len(cases))
+	for i := range o.Runs + 10 {
+		for j, c := range cases {
+			if rows[j].Err != nil {
+				continue
+			}
+			d, err := measure(c.args, c.want)
+			if err != nil {
+				rows[j].Err = fmt.Errorf("%s: %w", c.name, err)
+			}
+			if i >= 10 { // the first runs warm the page cache
+				times[j] = append(times[j], d)
+			}
+		}
+	}
+	for j, c := range cases {
+		rows[j].Name, rows[j].Runs = c.name, o.Runs
+		if t := times[j]; rows[j].Err == nil {
+			slices.Sort(t)
+			rows[j].P50, rows[j].P99, rows[j].Max = t[len(t)/2], t[len(t)*99/100], t[len(t)-1]
+		}
 	}
 	return rows, nil
 }
 
-func measure(name string, args []string, want string, runs int) Row {
-	r := Row{Name: name, Runs: runs}
-	times := make([]time.Duration, 0, runs)
-	for i := 0; i < runs+10; i++ {
-		start := time.Now()
-		out, err := exec.Command(args[0], args[1:]...).Output()
-		d := time.Since(start)
-		if err != nil || !strings.HasPrefix(string(out), want) {
-			r.Err = fmt.Errorf("%s: %v: %q", name, err, out)
-			return r
-		}
-		if i >= 10 { // the first runs warm the page cache
-			times = append(times, d)
-		}
+// measure runs a command once and returns its wall time from fork to
+// exit; it fails unless the command succeeds and its output starts with
+// want.
+func measure(args []string, want string) (time.Duration, error) {
+	start := time.Now()
+	out, err := exec.Command(args[0], args[1:]...).Output()
+	d := time.Since(start)
+	if err != nil || !strings.HasPrefix(string(out), want) {
+		return 0, fmt.Errorf("%v: %q", err, out)
 	}
-	slices.Sort(times)
-	r.P50, r.P99, r.Max = times[len(times)/2], times[len(times)*99/100], times[len(times)-1]
-	return r
+	return d, nil
 }
 
 // writeCache writes a node data dir whose cache allows users u0..u(n-1)
@@ -132,6 +165,18 @@ func writeCache(dir string, ca ssh.PublicKey, n int) (string, error) {
 		return "", err
 	}
 	return dir, os.WriteFile(filepath.Join(dir, nodedir.Cache), b, 0o644)
+}
+
+// toV1 rewrites a cache file in format v1, as teleport-node wrote it
+// before v2: the same lines under the v1 first line, each checked on
+// every login.
+func toV1(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	_, body, _ := bytes.Cut(b, []byte("\n"))
+	return os.WriteFile(path, append([]byte(authkeys.Header+"\n"), body...), 0o644)
 }
 
 func userCert(ca ssh.Signer, keyID string) (string, string, error) {
