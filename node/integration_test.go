@@ -246,6 +246,7 @@ func eventually(t *testing.T, d time.Duration, what string, f func() bool) time.
 // nodes trust the user CA).
 func TestNodesWithRealSSHD(t *testing.T) {
 	t.Parallel()
+	outer := t
 	c := newCluster(t, "--recording-mode", "off")
 	c.caadm(t, "roles", "add", "prod-root", "--logins", "root", "--labels", "env=prod")
 	c.caadm(t, "roles", "add", "staging-daemon", "--logins", "daemon", "--labels", "env=staging")
@@ -406,6 +407,24 @@ func TestNodesWithRealSSHD(t *testing.T) {
 		time.Sleep(6 * time.Second)
 		if ok, _ := sshLogin(t, alice, "root", prod, kh); ok {
 			t.Fatal("CA stopped and cache older than --max-age: alice still logs in")
+		}
+		// The CA returns while teleport-node is not running (the cache
+		// stays stale): teleport-authkeys asks the CA itself, within its
+		// 2 s deadline, and caches the answer. The hold it keeps after a
+		// failed call (30 s) is cut short here by removing its marker.
+		_ = prod.run.Process.Kill()
+		_ = prod.run.Wait()
+		c.ca = testbin.Start(outer, testbin.Config{DataDir: c.ca.DataDir, Listen: c.ca.Listen, AdminSocket: c.ca.AdminSocket, Args: []string{"--recording-mode", "off"}})
+		if err := os.Remove(prod.dir.Path(nodedir.Unreachable)); err != nil {
+			t.Fatalf("no CA-unreachable marker after the failed call: %v", err)
+		}
+		before, _ := os.Stat(prod.dir.Path(nodedir.Cache))
+		if ok, out := sshLogin(t, alice, "root", prod, kh); !ok {
+			t.Fatalf("CA back, stale cache: alice refused:\n%s\nsshd:\n%s", out, prod.sshd.Stderr)
+		}
+		after, _ := os.Stat(prod.dir.Path(nodedir.Cache))
+		if !after.ModTime().After(before.ModTime()) {
+			t.Fatal("teleport-authkeys did not cache the CA's answer")
 		}
 	})
 }
