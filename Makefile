@@ -36,12 +36,15 @@ bench:
 	$(GO) run ./bench/cmd/cabench
 	$(GO) run ./bench/cmd/authkeysbench
 
-# Starts a CA in a temporary directory, adds a user and walks through
-# sign-in and issuance; Ctrl-C stops it and removes everything.
+# The whole suite in a temporary directory (scripts/demo.sh): CA, proxy,
+# two nodes (real sshds; root needed, sudo make demo), keyhelper sign-in
+# with TOTP, ssh -J, a refused login, a recording played back; then it
+# stops everything and removes the directory (also on Ctrl-C).
 demo: build
 	@scripts/demo.sh
 
-# Same, but leaves the CA running and prints commands to try by hand.
+# Same, but leaves it all running and prints the ssh commands to try by
+# hand; Ctrl-C stops it and removes everything.
 demo-shell: build
 	@DEMO_SHELL=1 scripts/demo.sh
 
