@@ -97,7 +97,7 @@ func joinCmd(stdout io.Writer) *ffcli.Command {
 	fs.StringVar(&cfg.Pin, "ca-pin", "", "the CA's TLS pin `sha256:...` (caadm ca show)")
 	fs.StringVar(&cfg.Dir, "data-dir", nodedir.DefaultDir, "data `directory`")
 	fs.StringVar(&cfg.Name, "name", "", "the node's cluster `name` (what users type after ssh root@)")
-	fs.StringVar(&cfg.FQDN, "fqdn", defaultFQDN(), "the node's fully qualified DNS `name`, added to the host certificate")
+	fs.StringVar(&cfg.FQDN, "fqdn", "", "the node's fully qualified DNS `name`, added to the host certificate (default: the host name, when it has a dot)")
 	fs.Var(&addrs, "address", "comma-separated `addresses` (IPs or names) to add to the host certificate")
 	fs.StringVar(&cfg.SSHAddr, "ssh-addr", "", "`host:port` at which proxies may reach this sshd directly when the node holds no tunnel to them (default: through the tunnels only)")
 	fs.StringVar(&cfg.AuthkeysUser, "authkeys-user", node.DefaultAuthkeysUser, "`user` sshd runs teleport-authkeys as")
@@ -127,6 +127,9 @@ Example:
 				}
 			}
 			cfg.Addresses = addrs
+			if cfg.FQDN == "" {
+				cfg.FQDN = defaultFQDN()
+			}
 			jctx, cancel := context.WithTimeout(ctx, time.Minute)
 			defer cancel()
 			if err := node.Join(jctx, cfg); err != nil {

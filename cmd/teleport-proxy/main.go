@@ -61,8 +61,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.StringVar(&cfg.Join.Server, "server", "", "CA `URL` (first start only), e.g. https://ca.example.com:3080")
 	fs.StringVar(&cfg.Join.Token, "token", "", "proxy join `token` from caadm tokens add --role proxy (first start only)")
 	fs.StringVar(&cfg.Join.Pin, "ca-pin", "", "sha256:<hex> pin of the CA's TLS root (first start only; caadm ca show prints it)")
-	hostname, _ := os.Hostname()
-	fs.StringVar(&cfg.Join.Name, "name", hostname, "the proxy's cluster `name` (first start only)")
+	fs.StringVar(&cfg.Join.Name, "name", "", "the proxy's cluster `name` (first start only; default: the host name)")
 	fs.StringVar(&cfg.Listen, "listen", ":3023", "SSH `address` users connect to")
 	fs.StringVar(&cfg.TunnelListen, "tunnel-listen", ":3024", "`address` nodes hold their reverse tunnels to")
 	fs.StringVar(&cfg.PublicAddr, "public-addr", "", "`host:port` users reach --listen at (registered with the CA; required)")
@@ -89,6 +88,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "teleport-proxy: --log-level: %v\n", err)
 		return 2
+	}
+	if cfg.Join.Name == "" {
+		cfg.Join.Name, _ = os.Hostname()
 	}
 	cfg.Logger = logging.New(stderr, level)
 	p, err := sshproxy.New(ctx, cfg)
