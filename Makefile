@@ -35,6 +35,7 @@ lint:
 bench:
 	$(GO) run ./bench/cmd/cabench
 	$(GO) run ./bench/cmd/authkeysbench
+	$(GO) run ./bench/cmd/proxybench
 
 # The whole suite in a temporary directory (scripts/demo.sh): CA, proxy,
 # two nodes (real sshds; root needed, sudo make demo), keyhelper sign-in
