@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -192,7 +193,18 @@ func (p *Proxy) loginToNode(ctx context.Context, pol *policy, node nodeInfo, use
 	if err != nil {
 		return nil, err
 	}
-	signer, err := p.sessionSigner(ctx, user, login, node.Name, sid)
+	// When the proxy dials the node's sshd itself (a registered address),
+	// the session certificate is bound to the address sshd sees. Through a
+	// tunnel the connection to sshd starts on the node, so the proxy cannot
+	// know that address and sets none.
+	var source []string
+	if direct, ok := conn.(*net.TCPConn); ok {
+		tcp := direct.LocalAddr().(*net.TCPAddr)
+		if ip, ok := netip.AddrFromSlice(tcp.IP); ok {
+			source = []string{netip.PrefixFrom(ip.Unmap(), ip.Unmap().BitLen()).String()}
+		}
+	}
+	signer, err := p.sessionSigner(ctx, user, login, node.Name, sid, source)
 	if err != nil {
 		conn.Close()
 		return nil, err
@@ -269,13 +281,13 @@ func isAuthError(err error) bool {
 }
 
 // sessionSigner gets a session-CA certificate for the proxy's session key.
-func (p *Proxy) sessionSigner(ctx context.Context, user, login, node, sid string) (ssh.Signer, error) {
+func (p *Proxy) sessionSigner(ctx context.Context, user, login, node, sid string, source []string) (ssh.Signer, error) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	res, err := p.cl.Load().SessionCert(cctx, api.SessionCertRequest{
 		User: user, Login: login, Node: node, SessionID: sid,
 		PublicKey: string(ssh.MarshalAuthorizedKey(p.sessionKey.PublicKey())),
-		TTL:       api.Duration(sessionLogin),
+		TTL:       api.Duration(sessionLogin), SourceAddress: source,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("session certificate: %w", err)
