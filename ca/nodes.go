@@ -195,23 +195,37 @@ func (a *Authority) heldNames(ctx context.Context) (map[string]string, error) {
 
 // nodeIdentity signs the host and TLS client certificates of a node.
 func (a *Authority) nodeIdentity(ctx context.Context, rec nodeRecord, hostPub ssh.PublicKey, tlsPub crypto.PublicKey, now time.Time) (api.NodeIdentity, error) {
-	cert, err := a.IssueHostCert(ctx, HostCertRequest{
-		Name: rec.Name, Principals: rec.Principals[1:], PublicKey: hostPub, Requester: "node:" + rec.Name,
-	})
-	if err != nil {
-		return api.NodeIdentity{}, err
-	}
-	uri := &url.URL{Scheme: deviceURIScheme, Host: nodeURIHost, Path: "/" + rec.Name}
-	tlsPEM, notAfter, err := a.signClientCert(tlsPub, pkix.Name{CommonName: rec.Name, OrganizationalUnit: []string{"node"}}, uri, now, nodeCertLifetime)
+	m, err := a.machineCerts(ctx, nodeURIHost, rec.Name, rec.Principals, hostPub, tlsPub, now)
 	if err != nil {
 		return api.NodeIdentity{}, err
 	}
 	return api.NodeIdentity{
-		Name: rec.Name, Labels: rec.Labels,
-		HostCertificate: trimNL(ssh.MarshalAuthorizedKey(cert)),
-		TLSCertificate:  tlsPEM, TLSExpires: notAfter,
-		CA: a.Info(),
+		Name: rec.Name, Labels: rec.Labels, HostCertificate: m.host,
+		TLSCertificate: m.tls, TLSExpires: m.tlsExpires, CA: a.Info(),
 	}, nil
+}
+
+// machineCerts are a node's or proxy's host and TLS client certificates.
+type machineCerts struct {
+	host, tls  string
+	tlsExpires time.Time
+}
+
+// machineCerts signs a host certificate for principals (the first is the
+// name) and a TLS client certificate naming teleport://<kind>/<name>.
+func (a *Authority) machineCerts(ctx context.Context, kind, name string, principals []string, hostPub ssh.PublicKey, tlsPub crypto.PublicKey, now time.Time) (machineCerts, error) {
+	cert, err := a.IssueHostCert(ctx, HostCertRequest{
+		Name: name, Principals: principals[1:], PublicKey: hostPub, Requester: kind + ":" + name,
+	})
+	if err != nil {
+		return machineCerts{}, err
+	}
+	uri := &url.URL{Scheme: deviceURIScheme, Host: kind, Path: "/" + name}
+	tlsPEM, notAfter, err := a.signClientCert(tlsPub, pkix.Name{CommonName: name, OrganizationalUnit: []string{kind}}, uri, now, nodeCertLifetime)
+	if err != nil {
+		return machineCerts{}, err
+	}
+	return machineCerts{host: trimNL(ssh.MarshalAuthorizedKey(cert)), tls: tlsPEM, tlsExpires: notAfter}, nil
 }
 
 // signClientCert issues an X.509 client certificate from the TLS root.

@@ -4,13 +4,11 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"net/url"
 	"slices"
 	"sort"
 	"strconv"
@@ -141,20 +139,13 @@ func (a *Authority) JoinProxy(ctx context.Context, req api.ProxyJoinRequest, rem
 
 // proxyIdentity signs a proxy's host and TLS client certificates.
 func (a *Authority) proxyIdentity(ctx context.Context, rec proxyRecord, hostPub ssh.PublicKey, tlsPub crypto.PublicKey, now time.Time) (api.ProxyIdentity, error) {
-	cert, err := a.IssueHostCert(ctx, HostCertRequest{
-		Name: rec.Name, Principals: rec.Principals[1:], PublicKey: hostPub, Requester: "proxy:" + rec.Name,
-	})
-	if err != nil {
-		return api.ProxyIdentity{}, err
-	}
-	uri := &url.URL{Scheme: deviceURIScheme, Host: proxyURIHost, Path: "/" + rec.Name}
-	tlsPEM, notAfter, err := a.signClientCert(tlsPub, pkix.Name{CommonName: rec.Name, OrganizationalUnit: []string{"proxy"}}, uri, now, nodeCertLifetime)
+	m, err := a.machineCerts(ctx, proxyURIHost, rec.Name, rec.Principals, hostPub, tlsPub, now)
 	if err != nil {
 		return api.ProxyIdentity{}, err
 	}
 	return api.ProxyIdentity{
-		Name: rec.Name, HostCertificate: trimNL(ssh.MarshalAuthorizedKey(cert)),
-		TLSCertificate: tlsPEM, TLSExpires: notAfter, CA: a.Info(),
+		Name: rec.Name, HostCertificate: m.host,
+		TLSCertificate: m.tls, TLSExpires: m.tlsExpires, CA: a.Info(),
 	}, nil
 }
 
