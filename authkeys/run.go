@@ -87,6 +87,10 @@ sshd runs it on every certificate login; it prints the policy line when
 the certificate's user may log in as %u on this node, nothing otherwise.
 See contrib/sshd/ for the sshd_config lines.
 
+Example (sshd_config, as teleport-node sshd-config prints it):
+  AuthorizedPrincipalsCommand /usr/libexec/teleport-authkeys principals %u %i %s
+  AuthorizedPrincipalsCommandUser teleport-authkeys
+
 Flags:
 `)
 		fs.PrintDefaults()

@@ -188,7 +188,14 @@ func newCertsRevokedCmd(root *rootConfig, stdout io.Writer) *ffcli.Command {
 		Name:       "revoked",
 		ShortUsage: "caadm certs revoked [--json]",
 		ShortHelp:  "List revoked certificates that have not expired",
-		FlagSet:    fs,
+		LongHelp: strings.TrimSpace(`
+Lists the revocations whose certificates have not expired yet: nodes
+publish them in their KRL (RevokedKeys) and the proxies refuse them.
+Expired ones are swept.
+
+Example:
+  caadm certs revoked --json`),
+		FlagSet: fs,
 		Exec: withArgs(fs, nil, func(ctx context.Context, _ []string) error {
 			rs, err := root.admin().Revoked(ctx)
 			if err != nil {

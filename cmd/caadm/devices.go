@@ -41,7 +41,13 @@ func newDevicesLsCmd(root *rootConfig, stdout io.Writer) *ffcli.Command {
 		Name:       "ls",
 		ShortUsage: "caadm devices ls [--user U] [--json]",
 		ShortHelp:  "List registered devices",
-		FlagSet:    fs,
+		LongHelp: strings.TrimSpace(`
+Lists the keyhelper daemons registered with a device token: user, device
+id, active or revoked, and when the device's TLS identity expires.
+
+Example:
+  caadm devices ls --user alice`),
+		FlagSet: fs,
 		Exec: withArgs(fs, nil, func(ctx context.Context, _ []string) error {
 			devs, err := root.admin().Devices(ctx, user)
 			if err != nil {

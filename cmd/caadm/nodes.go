@@ -40,7 +40,14 @@ func newNodesLsCmd(root *rootConfig, stdout io.Writer) *ffcli.Command {
 		Name:       "ls",
 		ShortUsage: "caadm nodes ls [--json]",
 		ShortHelp:  "List joined nodes",
-		FlagSet:    fs,
+		LongHelp: strings.TrimSpace(`
+Lists the joined nodes: name, labels (from their join tokens), the
+principals of their host certificates, when they joined and when and from
+where they were last seen.
+
+Example:
+  caadm nodes ls --json`),
+		FlagSet: fs,
 		Exec: withArgs(fs, nil, func(ctx context.Context, _ []string) error {
 			nodes, err := root.admin().Nodes(ctx)
 			if err != nil {

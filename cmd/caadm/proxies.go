@@ -32,7 +32,8 @@ Examples:
 		Subcommands: []*ffcli.Command{
 			{
 				Name: "ls", ShortUsage: "caadm proxies ls [--json]", ShortHelp: "List joined proxies",
-				FlagSet: root.flagSet("proxies ls"),
+				LongHelp: "Lists the joined proxies: the addresses users and nodes reach them at,\nwhen they joined and when they were last seen.\n\nExample:\n  caadm proxies ls",
+				FlagSet:  root.flagSet("proxies ls"),
 			},
 			{
 				Name: "rm", ShortUsage: "caadm proxies rm NAME", ShortHelp: "Remove a proxy",
@@ -97,7 +98,8 @@ Example:
 	})
 	cmd := &ffcli.Command{
 		Name: "sessions", ShortUsage: "caadm sessions ls", ShortHelp: "Show active SSH sessions",
-		FlagSet: fs, Subcommands: []*ffcli.Command{ls},
+		LongHelp: "The SSH sessions running through the proxies now.\n\nExample:\n  caadm sessions ls",
+		FlagSet:  fs, Subcommands: []*ffcli.Command{ls},
 	}
 	cmd.Exec = groupExec(fs, cmd)
 	return cmd
@@ -107,7 +109,8 @@ func newRecordingsCmd(root *rootConfig, stdout io.Writer) *ffcli.Command {
 	fs := root.flagSet("recordings")
 	ls := &ffcli.Command{
 		Name: "ls", ShortUsage: "caadm recordings ls [--json]", ShortHelp: "List stored session recordings",
-		FlagSet: root.flagSet("recordings ls"),
+		LongHelp: "Lists the recordings the CA holds, one per PTY channel: id, user, login,\nnode, proxy, start and size.\n\nExample:\n  caadm recordings ls --json",
+		FlagSet:  root.flagSet("recordings ls"),
 	}
 	ls.Exec = withArgs(ls.FlagSet, nil, func(ctx context.Context, _ []string) error {
 		rs, err := root.admin().Recordings(ctx)

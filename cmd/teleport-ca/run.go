@@ -79,6 +79,21 @@ func (o *options) flags(fs *flag.FlagSet) {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("teleport-ca", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `Usage: teleport-ca [flags]
+
+Runs the certificate authority: creates or opens the CA keys in --data-dir,
+serves the HTTPS API and web pages on --listen and the admin API for caadm
+on --admin-socket. The first start prints the TLS pin clients need.
+
+Example:
+  teleport-ca --data-dir /var/lib/teleport-ca --listen :3080 \
+      --public-url https://ca.example.com:3080
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
 	var o options
 	o.flags(fs)
 	if err := config.Parse(fs, args); err != nil {

@@ -27,7 +27,10 @@ written next to a --key-path key, never the key itself). Without --server
 it logs out of every cluster.
 
 Local state is removed even when the CA cannot be reached; the command
-then says so and exits 1, and the sign-in ends by itself when it expires.`),
+then says so and exits 1, and the sign-in ends by itself when it expires.
+
+Example:
+  teleport-keyhelper logout --server https://ca.example.com:3080`),
 		FlagSet: fs,
 		Options: envOptions(),
 		Exec: noArgs(fs, func(ctx context.Context) error {

@@ -93,7 +93,10 @@ func (a *app) statusCmd() *ffcli.Command {
 Shows, for every cluster logged in to (or the one --server names), the
 certificate's user, logins and expiry, the sign-in's expiry, and whether
 ssh-agent holds the certificate. It reads local state only. Exits 1 when
-not logged in anywhere.`),
+not logged in anywhere.
+
+Example:
+  teleport-keyhelper status --server https://ca.example.com:3080`),
 		FlagSet: fs,
 		Options: envOptions(),
 		Exec: noArgs(fs, func(context.Context) error {

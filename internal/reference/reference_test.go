@@ -82,6 +82,14 @@ func TestReferenceUpToDate(t *testing.T) {
 	for _, p := range programs {
 		walk(t, &b, bins[p.name], p.name, nil)
 	}
+	// Every command says what it does with an example (the packaging
+	// issue's rule for --help).
+	for _, sec := range strings.Split(b.String(), "\n## ")[1:] {
+		title, _, _ := strings.Cut(sec, "\n")
+		if !strings.Contains(strings.ToLower(sec), "example") {
+			t.Errorf("%s --help has no example", title)
+		}
+	}
 	path := filepath.Join("..", "..", "docs", "reference.md")
 	if *update {
 		if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
