@@ -353,3 +353,20 @@ func TestSSHConfigOneHopCommands(t *testing.T) {
 		})
 	}
 }
+
+// TestContribExample keeps contrib/ssh/ssh_config.example equal to what
+// the generator prints (its golden file), below the example's header.
+func TestContribExample(t *testing.T) {
+	example, err := os.ReadFile(filepath.Join("..", "contrib", "ssh", "ssh_config.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden, err := os.ReadFile(filepath.Join("testdata", "sshconfig_proxy_default_hosts.golden"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, body, ok := bytes.Cut(example, []byte("\n\n"))
+	if !ok || !bytes.Equal(body, golden) {
+		t.Fatal("contrib/ssh/ssh_config.example differs from testdata/sshconfig_proxy_default_hosts.golden: copy the golden file below the example's header")
+	}
+}
