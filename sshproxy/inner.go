@@ -161,7 +161,7 @@ func (p *Proxy) session(ctx context.Context, in *ssh.ServerConn, chans <-chan ss
 	s := p.sessions.add(api.Session{
 		ID: sid, Proxy: p.Name(), User: user, Login: login, Node: node.Name, ClientAddr: clientAddr,
 		Started: p.cfg.Clock().UTC(), Recorded: rec,
-	}, in.Permissions.Extensions[extSerial], cancel)
+	}, in.Permissions.Extensions[extSerial], false, cancel)
 	defer p.sessions.remove(sid)
 	obs := newObserver(p, s, rec, log, cancel)
 	ev := event("session.start", user, true, clientAddr)
@@ -334,7 +334,7 @@ func (p *Proxy) passThrough(ctx context.Context, outer *ssh.ServerConn, nc ssh.N
 	s := p.sessions.add(api.Session{
 		ID: sid, Proxy: p.Name(), User: user, Node: node.Name, ClientAddr: clientAddr,
 		Started: p.cfg.Clock().UTC(), Channels: []string{"ssh (mode off, not recorded)"},
-	}, outer.Permissions.Extensions[extSerial], cancel)
+	}, outer.Permissions.Extensions[extSerial], !pol.known(node.Name), cancel)
 	defer p.sessions.remove(sid)
 	ev := event("session.start", user, true, clientAddr)
 	ev.Fields["session"], ev.Fields["node"], ev.Fields["recorded"] = sid, node.Name, "false"

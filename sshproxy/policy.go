@@ -98,6 +98,12 @@ func (p *policy) save(path string) error {
 	return atomicfile.WriteFile(path, b, 0o600)
 }
 
+// known reports whether name is a registered node.
+func (p *policy) known(name string) bool {
+	_, ok := p.nodes[name]
+	return ok
+}
+
 // recording reports whether the cluster records at the proxy.
 func (p *policy) recording() bool { return p.raw.RecordingMode == "proxy" }
 

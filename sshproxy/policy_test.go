@@ -216,3 +216,47 @@ func TestAuthUser(t *testing.T) {
 		t.Error("refusals were not audited")
 	}
 }
+
+// TestEnforce: a new policy ends exactly the sessions it no longer
+// allows, including a session registered after the change (add checks
+// once), and keeps a DNS-fallback session while a role still selects
+// every node.
+func TestEnforce(t *testing.T) {
+	userCA, hostCA := newSigner(t).PublicKey(), newSigner(t).PublicKey()
+	p := &Proxy{cfg: Config{Clock: time.Now}, log: slog.New(slog.DiscardHandler)}
+	p.events = newAuditQueue(p)
+	p.sessions = newRegistry(p)
+	pol := testPolicy(t, userCA, hostCA)
+	pol.roles["all"] = api.Role{Name: "all", Logins: []string{"root"}, NodeLabels: map[string][]string{"*": {"*"}}}
+	u := pol.users["alice"]
+	u.Roles = append(u.Roles, "all")
+	pol.users["alice"] = u
+	p.pol.Store(pol)
+	ended := map[string]bool{}
+	add := func(id, login, node string, unregistered bool) {
+		p.sessions.add(api.Session{ID: id, User: "alice", Login: login, Node: node}, "1", unregistered, func() { ended[id] = true })
+	}
+	add("web", "root", "web1", false)
+	add("db", "postgres", "db1", false)
+	add("dns", "", "far.example.com", true)
+	add("gone", "root", "web9", false) // not in the policy: ended at once
+	if !ended["gone"] || ended["web"] || ended["db"] || ended["dns"] {
+		t.Fatalf("after add: ended %v", ended)
+	}
+	p.sessions.enforce(pol) // nothing changed: nothing ends
+	if ended["web"] || ended["db"] || ended["dns"] {
+		t.Fatalf("an unchanged policy ended sessions: %v", ended)
+	}
+	// alice loses the role that selects every node and the dev role.
+	u.Roles = []string{"prod"}
+	pol.users["alice"] = u
+	p.sessions.enforce(pol)
+	if ended["web"] || !ended["db"] || !ended["dns"] {
+		t.Fatalf("after the change: ended %v", ended)
+	}
+	pol.revoked["user/1"] = true
+	p.sessions.enforce(pol)
+	if !ended["web"] {
+		t.Fatal("a session of a revoked certificate goes on")
+	}
+}

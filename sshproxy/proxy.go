@@ -287,11 +287,7 @@ func (p *Proxy) hostCAs() []ssh.PublicKey {
 
 func (p *Proxy) isNode(name string) bool {
 	pol := p.pol.Load()
-	if pol == nil {
-		return false
-	}
-	_, ok := pol.nodes[name]
-	return ok
+	return pol != nil && pol.known(name)
 }
 
 // Run serves until ctx ends. It re-registers the proxy's addresses with

@@ -138,11 +138,14 @@ func (a *auditQueue) flush(ctx context.Context) error {
 
 // activeSession is a running session in the registry.
 type activeSession struct {
-	mu         sync.Mutex
-	info       api.Session
-	serial     string // the user certificate's serial
-	cancel     func()
-	terminated atomic.Pointer[string]
+	mu     sync.Mutex
+	info   api.Session
+	serial string // the user certificate's serial
+	// unregistered marks a host reached by DNS fallback (mode off): it
+	// has no record in the policy, and is judged as a node without labels.
+	unregistered bool
+	cancel       func()
+	terminated   atomic.Pointer[string]
 }
 
 func (s *activeSession) addChannel(what string) {
@@ -187,12 +190,18 @@ func newRegistry(p *Proxy) *registry {
 	return &registry{p: p, byID: map[string]*activeSession{}, changed: make(chan struct{}, 1)}
 }
 
-func (r *registry) add(info api.Session, serial string, cancel func()) *activeSession {
-	s := &activeSession{info: info, serial: serial, cancel: cancel}
+// add registers a session and checks it once against the current
+// policy: a change that arrived while the session was being set up (after
+// its first check, before it was registered) must not be missed.
+func (r *registry) add(info api.Session, serial string, unregistered bool, cancel func()) *activeSession {
+	s := &activeSession{info: info, serial: serial, unregistered: unregistered, cancel: cancel}
 	r.mu.Lock()
 	r.byID[info.ID] = s
 	r.mu.Unlock()
 	r.poke()
+	if pol := r.p.policyNow(); pol != nil {
+		r.end(s, pol)
+	}
 	return s
 }
 
@@ -232,33 +241,48 @@ func (r *registry) enforce(pol *policy) {
 	}
 	r.mu.Unlock()
 	for _, s := range sessions {
-		info := s.snapshot()
-		reason := ""
-		node, ok := pol.nodes[info.Node]
-		switch {
-		case !ok:
-			reason = "the node was removed"
-		case pol.isRevoked("user", parseSerial(s.serial)):
-			reason = "the user's certificate was revoked"
-		case info.Login == "":
-			if len(pol.loginsOn(info.User, node)) == 0 {
-				reason = "the policy no longer gives the user a login on the node"
-			}
-		default:
-			if _, err := pol.allow(info.User, info.Login, node); err != nil {
-				reason = err.Error()
-			}
-		}
-		if reason == "" {
-			continue
-		}
-		s.terminate(reason)
-		r.p.log.Info("ending a session the policy no longer allows", "session", info.ID, "user", info.User, "reason", reason)
-		ev := event("session.terminated", info.User, true, info.ClientAddr)
-		ev.Fields["session"], ev.Fields["node"], ev.Fields["reason"] = info.ID, info.Node, reason
-		r.p.events.add(ev)
-		s.cancel()
+		r.end(s, pol)
 	}
+}
+
+// disallowed says why pol no longer allows s, or "".
+func disallowed(s *activeSession, pol *policy) string {
+	info := s.snapshot()
+	node, ok := pol.nodes[info.Node]
+	switch {
+	case !ok && !s.unregistered:
+		return "the node was removed"
+	case !ok:
+		node = api.ProxyNode{Name: info.Node}
+	}
+	switch {
+	case pol.isRevoked("user", parseSerial(s.serial)):
+		return "the user's certificate was revoked"
+	case info.Login == "":
+		if len(pol.loginsOn(info.User, node)) == 0 {
+			return "the policy no longer gives the user a login on the node"
+		}
+	default:
+		if _, err := pol.allow(info.User, info.Login, node); err != nil {
+			return err.Error()
+		}
+	}
+	return ""
+}
+
+// end ends s, with an audit event, when pol does not allow it.
+func (r *registry) end(s *activeSession, pol *policy) {
+	reason := disallowed(s, pol)
+	if reason == "" {
+		return
+	}
+	info := s.snapshot()
+	s.terminate(reason)
+	r.p.log.Info("ending a session the policy no longer allows", "session", info.ID, "user", info.User, "reason", reason)
+	ev := event("session.terminated", info.User, true, info.ClientAddr)
+	ev.Fields["session"], ev.Fields["node"], ev.Fields["reason"] = info.ID, info.Node, reason
+	r.p.events.add(ev)
+	s.cancel()
 }
 
 func parseSerial(s string) uint64 {
