@@ -14,7 +14,7 @@ import (
 
 // Argon2Params are the argon2id parameters of new password hashes. Stored
 // hashes carry their own parameters (PHC string format), so changing these
-// affects only passwords set afterwards. See docs/security.md.
+// affects only passwords set afterwards. See docs/SECURITY.md.
 type Argon2Params struct {
 	Time      uint32 // passes
 	MemoryKiB uint32

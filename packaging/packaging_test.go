@@ -74,7 +74,7 @@ var serviceScripts = []string{"postinstall scriptlet", "preuninstall scriptlet",
 var packages = []pkg{
 	{
 		name: "teleport-ca",
-		files: with(docs("teleport-ca", "teleport-ca.md", "caadm.md", "security.md", "api.md"), map[string]string{
+		files: with(docs("teleport-ca", "teleport-ca.md", "caadm.md", "SECURITY.md", "api.md"), map[string]string{
 			"/usr/bin/teleport-ca":                        exe,
 			"/usr/bin/caadm":                              exe,
 			"/usr/lib/systemd/system/teleport-ca.service": data,
