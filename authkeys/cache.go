@@ -155,8 +155,13 @@ type Cache struct {
 	// TrustedCA is the CA whose certificates sshd accepts for logins: the
 	// session CA in mode proxy, the user CA in mode off.
 	TrustedCA ssh.PublicKey
-	Users     map[string]Access
-	Revoked   []Revoked
+	// Signers are the session-signing keys of the registered proxies
+	// (mode proxy only), which sign session certificates while the CA is
+	// unreachable; sshd trusts them beside TrustedCA. Format v2 writes
+	// each as a "signer" line after the header lines.
+	Signers []ssh.PublicKey
+	Users   map[string]Access
+	Revoked []Revoked
 }
 
 // MaxCacheBytes bounds the cache file teleport-authkeys reads.
@@ -204,10 +209,16 @@ func (c *Cache) marshalBody() ([]byte, error) {
 	if !validHash(c.Hash) {
 		return nil, fmt.Errorf("authkeys: policy hash %q is not hex", c.Hash)
 	}
+	if err := checkSigners(c.TrustedCA, c.Signers); err != nil {
+		return nil, err
+	}
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "node %s\nconfirmed %s\ngenerated %s\nhash %s\nmode %s\nca %s",
 		c.Node, c.Confirmed.UTC().Format(time.RFC3339Nano), c.Generated.UTC().Format(time.RFC3339Nano),
 		c.Hash, c.Mode, ssh.MarshalAuthorizedKey(c.TrustedCA))
+	for _, k := range c.Signers {
+		fmt.Fprintf(&b, "signer %s", ssh.MarshalAuthorizedKey(k))
+	}
 	names := slices.Sorted(maps.Keys(c.Users))
 	for _, name := range names {
 		a := c.Users[name]
@@ -240,4 +251,34 @@ func (c *Cache) marshalBody() ([]byte, error) {
 	}
 	b.WriteString("end\n")
 	return b.Bytes(), nil
+}
+
+// checkSigners refuses delegated signers that are certificates, repeat
+// one another or the trusted CA: each must be one plain key, once.
+func checkSigners(ca ssh.PublicKey, signers []ssh.PublicKey) error {
+	seen := map[string]bool{string(ca.Marshal()): true}
+	for _, k := range signers {
+		if k == nil {
+			return errors.New("authkeys: empty session signer key")
+		}
+		if _, isCert := k.(*ssh.Certificate); isCert {
+			return errors.New("authkeys: a session signer key is a certificate")
+		}
+		if seen[string(k.Marshal())] {
+			return fmt.Errorf("authkeys: session signer %s appears twice (or is the CA key)", ssh.FingerprintSHA256(k))
+		}
+		seen[string(k.Marshal())] = true
+	}
+	return nil
+}
+
+// trusts returns the trusted key that signed cert: the CA or a signer.
+func (c *Cache) trusts(cert *ssh.Certificate) (ssh.PublicKey, bool) {
+	sig := cert.SignatureKey.Marshal()
+	for _, k := range append([]ssh.PublicKey{c.TrustedCA}, c.Signers...) {
+		if k != nil && bytes.Equal(sig, k.Marshal()) {
+			return k, true
+		}
+	}
+	return nil, false
 }

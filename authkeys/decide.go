@@ -1,7 +1,6 @@
 package authkeys
 
 import (
-	"bytes"
 	"encoding/base64"
 	"fmt"
 	"strconv"
@@ -114,7 +113,8 @@ func (c *Cache) KeysLine(login, keyType, keyB64 string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if !bytes.Equal(cert.SignatureKey.Marshal(), c.TrustedCA.Marshal()) {
+	signer, ok := c.trusts(cert)
+	if !ok {
 		return "", deny("certificate %.80q is not signed by the CA this node trusts", cert.KeyId)
 	}
 	if cert.CertType != ssh.UserCert {
@@ -125,7 +125,7 @@ func (c *Cache) KeysLine(login, keyType, keyB64 string) (string, error) {
 	}
 	// login passed validLogin in Check; the CA key is re-marshalled from
 	// its parsed form, so neither can carry an option.
-	ca := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(c.TrustedCA)))
+	ca := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer)))
 	return fmt.Sprintf("cert-authority,principals=\"%s\" %s\n", login, ca), nil
 }
 

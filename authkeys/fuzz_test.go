@@ -3,18 +3,22 @@ package authkeys
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/opensshca/suite/ca/api"
 )
 
 // FuzzParseCache: ParseCache and ParseCacheFor never panic and answer
@@ -300,4 +304,101 @@ func readSeed(t *testing.T, target, name string) []string {
 		vals = append(vals, s)
 	}
 	return vals
+}
+
+// FuzzPrincipalsLine: the answer to "principals %u %i %s" (login, KeyId
+// and serial as sshd passes them) is a *Denied with nothing printed, or
+// the login alone on one line, and that only when Check allows the KeyId
+// and serial.
+func FuzzPrincipalsLine(f *testing.F) {
+	for _, s := range [][3]string{
+		{"root", "alice", "1"}, {"root", keyIDFor(ModeProxy, "alice"), "1"}, {"root", "bob", "1"}, {"root", "alice", "10"},
+		{"root", "alice", "-1"}, {"root", "alice", "+1"}, {"root", "alice", "18446744073709551616"}, {"root\n", "alice", "1"},
+		{"deploy", "user=alice proxy=p session=s extra=x", "1"}, {"root", "user=alice  proxy=p session=s", "1"},
+	} {
+		f.Add(s[0], s[1], s[2])
+	}
+	caches := []*Cache{policyCache(f, ModeOff), policyCache(f, ModeProxy)}
+	f.Fuzz(func(t *testing.T, login, keyID, serial string) {
+		for _, c := range caches {
+			line, err := c.PrincipalsLine(login, keyID, serial)
+			if err != nil {
+				var d *Denied
+				if line != "" || !errors.As(err, &d) {
+					t.Fatalf("mode %s: PrincipalsLine = %q, %v (%T)", c.Mode, line, err, err)
+				}
+				continue
+			}
+			if line != login+"\n" || !validLogin(login) {
+				t.Fatalf("mode %s: PrincipalsLine printed %q for login %q", c.Mode, line, login)
+			}
+			s, err := strconv.ParseUint(serial, 10, 64)
+			if err != nil {
+				t.Fatalf("mode %s: allowed serial %q", c.Mode, serial)
+			}
+			if err := c.Check(login, keyID, s); err != nil {
+				t.Fatalf("mode %s: allowed what Check refuses: %v", c.Mode, err)
+			}
+			user, err := UserFromKeyID(c.Mode, keyID)
+			if err != nil || !slices.Contains(c.Users[user].Logins, login) || c.Users[user].Locked {
+				t.Fatalf("mode %s: allowed %q as %q (user %q: %+v)", c.Mode, keyID, login, user, c.Users[user])
+			}
+		}
+	})
+}
+
+// FuzzFromPolicy: the node turns any policy the CA answers into a cache
+// that marshals to a file teleport-authkeys reads back as the same
+// policy, or refuses it; a user the policy locks is never allowed in.
+func FuzzFromPolicy(f *testing.F) {
+	ca := authorizedKey(testSigner(f, seedTrustedCA).PublicKey())
+	p := api.NodePolicy{
+		Node: "web-1", Hash: "ab", Generated: time.Date(2025, 3, 4, 5, 0, 0, 0, time.UTC), RecordingMode: ModeProxy,
+		UserCA: ca, SessionCA: ca, HostCA: ca,
+		Users:   []api.NodeUser{{Name: "alice", Logins: []string{"root", "deploy"}}, {Name: "bob", Logins: []string{"root"}, Locked: true}},
+		Revoked: []api.RevokedSerial{{Serial: "10", CA: "session", Expires: time.Date(2025, 3, 5, 5, 0, 0, 0, time.UTC)}},
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	f.Add([]byte(strings.Replace(string(b), `"users":[`, `"users":[{"name":"bob","logins":["root"]},`, 1)))
+	f.Add([]byte(strings.Replace(string(b), `"locked":true}`, `"locked":true},{"name":"bob","logins":["root"]}`, 1)))
+	f.Add([]byte(strings.Replace(string(b), `["root","deploy"]`, `["root","root"]`, 1)))
+	f.Add([]byte(strings.Replace(string(b), `"10"`, `"0"`, 1)))
+	f.Add([]byte(`{"recording_mode":"off","user_ca":"x"}`))
+	confirmed := time.Date(2025, 3, 4, 6, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var p api.NodePolicy
+		if json.Unmarshal(data, &p) != nil {
+			return
+		}
+		c, err := FromPolicy(p, confirmed)
+		if err != nil {
+			return
+		}
+		for _, u := range p.Users {
+			if a, ok := c.Users[u.Name]; u.Locked && (!ok || !a.Locked) {
+				t.Fatalf("user %q is locked in the policy, not in the cache (%+v)", u.Name, a)
+			}
+		}
+		out, err := c.Marshal()
+		if err != nil {
+			return
+		}
+		back, err := ParseCache(out)
+		if err != nil {
+			t.Fatalf("a cache Marshal wrote does not parse: %v\n%s", err, out)
+		}
+		want := *c
+		want.Revoked = nil
+		for _, r := range c.Revoked {
+			r.Expires = r.Expires.Truncate(time.Second)
+			want.Revoked = append(want.Revoked, r)
+		}
+		if d := cacheDiff(back, &want); d != "" {
+			t.Fatalf("the cache changed on its way through the file:\n%s\n%s", d, out)
+		}
+	})
 }

@@ -39,6 +39,17 @@ func lookup(data []byte, user string) (*Cache, error) {
 		}
 		off = next
 	}
+	// The signer lines, if any, follow the header lines.
+	for bytes.HasPrefix(data[off:], []byte("signer ")) {
+		line, next, err := lineAt(data, off, len(data))
+		if err != nil {
+			return nil, err
+		}
+		if err := p.signer(line[len("signer "):]); err != nil {
+			return nil, lineErr(data, off, err)
+		}
+		off = next
+	}
 
 	users, end := off, len(data)-len("end\n")
 	if end < users || string(data[end:]) != "end\n" || data[end-1] != '\n' {

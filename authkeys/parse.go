@@ -138,6 +138,7 @@ type parser struct {
 	// first revoked line: both only for v2's order.
 	headers int
 	revoked bool
+	users   bool
 	// names holds every user name so far when the users may be in any
 	// order; otherwise prev is the previous user's name.
 	names map[string]struct{}
@@ -198,7 +199,16 @@ func (p *parser) line(kw, rest []byte) error {
 		if err := p.inOrder("user"); err != nil {
 			return err
 		}
+		p.users = true
 		return p.user(string(kw) == "locked", rest)
+	case "signer":
+		if p.format != v2 {
+			return errors.New("signer line in a format v1 cache")
+		}
+		if err := p.inOrder("signer"); err != nil {
+			return err
+		}
+		return p.signer(rest)
 	case "revoked":
 		if err := p.inOrder("revoked"); err != nil {
 			return err
@@ -236,6 +246,8 @@ func (p *parser) inOrder(kw string) error {
 		return fmt.Errorf("%s line before the %q line", kw, headerLines[p.headers])
 	case kw == "user" && p.revoked:
 		return errors.New("user line after the revoked lines")
+	case kw == "signer" && (p.users || p.revoked):
+		return errors.New("signer line after the user or revoked lines")
 	}
 	return nil
 }
@@ -273,6 +285,24 @@ func (p *parser) header(kw, rest string) error {
 		}
 	}
 	return err
+}
+
+// signer reads a signer line: one plain public key, not the CA's or a
+// repeat.
+func (p *parser) signer(rest []byte) error {
+	k, _, _, _, err := ssh.ParseAuthorizedKey(rest)
+	// Exactly the key as Marshal writes it: no options, no comment.
+	if err != nil || !bytes.Equal(bytes.TrimSuffix(ssh.MarshalAuthorizedKey(k), []byte("\n")), rest) {
+		return fmt.Errorf("signer line %q is not one public key", trunc(string(rest)))
+	}
+	if p.c.TrustedCA == nil {
+		return errors.New("signer line before the ca line")
+	}
+	if err := checkSigners(p.c.TrustedCA, append(p.c.Signers, k)); err != nil {
+		return err
+	}
+	p.c.Signers = append(p.c.Signers, k)
+	return nil
 }
 
 // user reads a user or locked line. Every name and login is checked;

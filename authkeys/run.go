@@ -44,7 +44,27 @@ func FromPolicy(p api.NodePolicy, confirmed time.Time) (*Cache, error) {
 		Mode: p.RecordingMode, TrustedCA: ca, Users: make(map[string]Access, len(p.Users)),
 	}
 	for _, u := range p.Users {
+		// A second entry must not replace the first: it could unlock a
+		// locked user. The cache holds each user once; so must the answer.
+		if _, dup := c.Users[u.Name]; dup {
+			return nil, fmt.Errorf("authkeys: the CA sent user %q twice", u.Name)
+		}
 		c.Users[u.Name] = Access{Logins: u.Logins, Locked: u.Locked}
+	}
+	if p.RecordingMode != ModeOff {
+		for _, px := range p.Proxies {
+			if px.SessionSigner == "" {
+				continue
+			}
+			k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(px.SessionSigner))
+			if err != nil {
+				return nil, fmt.Errorf("authkeys: the CA sent a bad session signer for proxy %q: %w", px.Name, err)
+			}
+			c.Signers = append(c.Signers, k)
+		}
+		if err := checkSigners(c.TrustedCA, c.Signers); err != nil {
+			return nil, err
+		}
 	}
 	for _, r := range p.Revoked {
 		s, err := strconv.ParseUint(r.Serial, 10, 64)

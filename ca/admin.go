@@ -68,6 +68,15 @@ func (s *Server) requireAdmin(h http.Handler) http.Handler {
 		p, ok := peerFrom(r.Context())
 		if !ok || !s.admin.allows(p) {
 			s.log.Warn("admin socket: refused peer", "uid", p.UID, "gid", p.GID, "pid", p.PID, "path", r.URL.Path)
+			who := p.String()
+			if !ok {
+				who = "admin(no peer credentials)"
+			}
+			s.auditRefused(r.Context(), "admin.refused", who, "", map[string]string{
+				"uid": strconv.Itoa(p.UID), "gid": strconv.Itoa(p.GID), "pid": strconv.Itoa(p.PID),
+				"method": r.Method, "path": cutField(r.URL.EscapedPath(), 256),
+				"reason": "not root, the CA's user or the admin group",
+			})
 			writeJSON(w, http.StatusForbidden, api.Error{Code: api.CodeForbidden,
 				Message: "admin socket: uid " + strconv.Itoa(p.UID) + " may not administer this CA (root, the CA's user or the admin group only)"})
 			return

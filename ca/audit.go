@@ -12,6 +12,7 @@ import (
 
 	"github.com/opensshca/suite/ca/api"
 	"github.com/opensshca/suite/ca/store"
+	"github.com/opensshca/suite/internal/metrics"
 )
 
 // The audit log lives under "audit/<unix nanoseconds, 20 digits>-<random>",
@@ -34,8 +35,10 @@ func (a *Authority) writeEvent(ctx context.Context, ev api.AuditEvent) error {
 		return err
 	}
 	if _, err := a.store.Create(ctx, "audit/"+ev.ID, b); err != nil {
+		a.metrics.auditErrors.Inc()
 		return fmt.Errorf("ca: writing audit event %s: %w", ev.Type, err)
 	}
+	a.metrics.events.WithLabelValues(metricType(ev), metrics.Result(ev.Success)).Inc()
 	return nil
 }
 

@@ -159,6 +159,7 @@ type Authority struct {
 	// policyChanged wakes nodes waiting for their policy to change.
 	policyChanged changeNotifier
 	stopFollow    context.CancelFunc
+	metrics       *caMetrics
 
 	// Created reports whether this start made new CA keys.
 	Created bool
@@ -181,6 +182,7 @@ func New(cfg Config) (*Authority, error) {
 	if a.clock == nil {
 		a.clock = time.Now
 	}
+	a.metrics = newCAMetrics(a)
 	var err error
 	if a.logins, err = NewLoginValidator(cfg.LoginPattern); err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package ca
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -99,6 +100,9 @@ func (a *Authority) narrow(allowed, want []string, user string) ([]string, error
 func (a *Authority) SignWithSession(ctx context.Context, token string, req api.SignUserRequest) (*ssh.Certificate, error) {
 	u, sess, err := a.sessionUser(ctx, token)
 	if err != nil {
+		if u != nil { // locked
+			a.auditCertRefused(ctx, u.Name, err)
+		}
 		return nil, err
 	}
 	pub, err := ParsePublicKey(req.PublicKey)
@@ -106,10 +110,32 @@ func (a *Authority) SignWithSession(ctx context.Context, token string, req api.S
 		return nil, err
 	}
 	// A certificate does not outlive the sign-in it was issued under.
-	return a.issueForUser(ctx, u, UserCertRequest{
+	c, err := a.issueForUser(ctx, u, UserCertRequest{
 		User: u.Name, PublicKey: pub, TTL: time.Duration(req.TTL), Logins: req.Logins, Requester: u.Name,
 		MaxTTL: sess.Expires.Sub(a.now()),
 	})
+	if err != nil {
+		a.auditCertRefused(ctx, u.Name, err)
+	}
+	return c, err
+}
+
+// auditCertRefused records a user certificate refused within a sign-in
+// session: the user is locked, or asked for a login no role gives. A
+// request refused as malformed (ErrInvalid) is audited by the server as
+// api.refused instead, and a session that ended is no user's request.
+func (a *Authority) auditCertRefused(ctx context.Context, user string, err error) {
+	var le *LockedError
+	var pe *PolicyError
+	if !errors.As(err, &le) && !errors.As(err, &pe) {
+		return
+	}
+	ev := a.newEvent("cert.refused", a.now())
+	ev.User, ev.Actor, ev.Success = user, user, false
+	ev.Fields = map[string]string{"reason": strings.TrimPrefix(err.Error(), "ca: ")}
+	if werr := a.writeEvent(ctx, ev); werr != nil {
+		a.log.Error("audit write failed", "err", werr, "type", ev.Type)
+	}
 }
 
 // HostCertRequest asks for a host certificate.

@@ -8,6 +8,8 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
+	"strings"
 
 	"github.com/opensshca/suite/ca/api"
 )
@@ -22,17 +24,77 @@ func decodeJSON[T any](body io.Reader) (T, error) {
 	if err := d.Decode(&v); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return v, err
+			return v, bodyTooLarge{mbe}
 		}
 		if errors.Is(err, io.EOF) {
 			return v, invalidf("request body is empty; send a JSON object")
 		}
-		return v, invalidf("request body is not valid: %v", err)
+		return v, invalidf("request body is not valid: %s", jsonProblem(err))
 	}
 	if _, err := d.Token(); !errors.Is(err, io.EOF) {
 		return v, invalidf("request body has data after the JSON object")
 	}
 	return v, nil
+}
+
+// bodyTooLarge is a body over its cap, in words (classify finds the
+// *http.MaxBytesError it wraps).
+type bodyTooLarge struct{ err *http.MaxBytesError }
+
+func (e bodyTooLarge) Error() string {
+	return fmt.Sprintf("request body is larger than the %d bytes allowed", e.err.Limit)
+}
+
+func (e bodyTooLarge) Unwrap() error { return e.err }
+
+// jsonProblem describes a decoding error in the request's terms: the
+// encoding/json messages name Go types ("Go struct field
+// LoginRequest.user of type string"), which are the CA's internals.
+func jsonProblem(err error) string {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te) && err != error(te):
+		// A field's own decoder wrapped it ("duration must be a string").
+		return strings.Replace(err.Error(), te.Error(), "not "+te.Value, 1)
+	case errors.As(err, &te):
+		want := jsonKind(te.Type)
+		if want == "number" && strings.HasPrefix(te.Value, "number") && te.Field != "" {
+			return fmt.Sprintf("field %q: %s is out of range or not a whole number", te.Field, te.Value)
+		}
+		if te.Field == "" {
+			return fmt.Sprintf("the body must be a JSON %s, not %s", want, te.Value)
+		}
+		return fmt.Sprintf("field %q must be a %s, not %s", te.Field, want, te.Value)
+	case errors.As(err, &se):
+		return fmt.Sprintf("not JSON at byte %d (%v)", se.Offset, err)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "the JSON ends early"
+	}
+	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+// jsonKind names the JSON form of a Go type.
+func jsonKind(t reflect.Type) string {
+	if t == nil {
+		return "value"
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "string"
+	case reflect.Bool:
+		return "boolean"
+	case reflect.Slice, reflect.Array:
+		return "list"
+	case reflect.Map, reflect.Struct:
+		return "object"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		return "number"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	}
+	return "value"
 }
 
 // readRequest checks the content type, caps the body and decodes it.

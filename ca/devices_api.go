@@ -53,6 +53,7 @@ func (s *Server) handleDeviceSignIn(w http.ResponseWriter, r *http.Request) {
 		}
 		wait = d
 	}
+	s.holdOpen(w, min(wait, MaxSignInWait))
 	st, err := s.a.WaitSignIn(r.Context(), d, have, wait)
 	s.reply(w, r, st, err)
 }

@@ -34,8 +34,9 @@ const (
 	// HardMaxTTL caps every certificate whatever the roles say: no
 	// certificate outlives a working day and a bit.
 	HardMaxTTL = 30 * time.Hour
-	// backdate is subtracted from ValidAfter to tolerate clock skew.
-	backdate = time.Minute
+	// backdate is subtracted from ValidAfter to tolerate clock skew
+	// (api.CertBackdate says why five minutes).
+	backdate = api.CertBackdate
 
 	minSessionTTL = time.Minute
 	maxSessionTTL = 5 * time.Minute
@@ -135,6 +136,14 @@ func (a *Authority) issue(ctx context.Context, is *issuance) (*ssh.Certificate, 
 	if err := a.validateIssuance(is); err != nil {
 		return nil, err
 	}
+	start := time.Now()
+	cert, err := a.signAndRecord(ctx, is)
+	a.metrics.observeIssue(is.kind, start, err)
+	return cert, err
+}
+
+// signAndRecord is issue's pipeline after validation.
+func (a *Authority) signAndRecord(ctx context.Context, is *issuance) (*ssh.Certificate, error) {
 	now := a.now()
 	cert, err := a.buildCert(is, now)
 	if err != nil {

@@ -47,7 +47,7 @@ func TestCertsReadBackBySSHKeygen(t *testing.T) {
 			}
 			checkKeygen(t, user, keygenWant{
 				typ: "user certificate", keyID: "alice", principals: []string{"alice", "root"},
-				from: now.Add(-time.Minute), to: now.Add(2 * time.Hour), sig: wantSig,
+				from: now.Add(-backdate), to: now.Add(2 * time.Hour), sig: wantSig,
 				critical: []string{"source-address 10.0.0.0/8"},
 				ext:      []string{"permit-agent-forwarding", "permit-port-forwarding", "permit-pty"},
 			})
@@ -58,7 +58,7 @@ func TestCertsReadBackBySSHKeygen(t *testing.T) {
 			}
 			checkKeygen(t, host, keygenWant{
 				typ: "host certificate", keyID: "node1", principals: []string{"node1", "node1.example.com", "10.1.2.3"},
-				from: now.Add(-time.Minute), to: now.Add(24 * time.Hour), sig: wantSig,
+				from: now.Add(-backdate), to: now.Add(24 * time.Hour), sig: wantSig,
 			})
 
 			sess, err := a.IssueSessionCert(ctx, SessionCertRequest{User: "alice", Login: "root", Proxy: "proxy1", SessionID: "s-123", PublicKey: newPub(t), TTL: time.Hour})
@@ -67,7 +67,7 @@ func TestCertsReadBackBySSHKeygen(t *testing.T) {
 			}
 			checkKeygen(t, sess, keygenWant{
 				typ: "user certificate", keyID: "user=alice proxy=proxy1 session=s-123", principals: []string{"root"},
-				from: now.Add(-time.Minute), to: now.Add(5 * time.Minute), sig: wantSig, // TTL clamped to 5m
+				from: now.Add(-backdate), to: now.Add(5 * time.Minute), sig: wantSig, // TTL clamped to 5m
 				ext: []string{"permit-pty"},
 			})
 			if string(sess.SignatureKey.Marshal()) != string(a.keys.session.PublicKey().Marshal()) {

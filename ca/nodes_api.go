@@ -45,6 +45,7 @@ func (s *Server) handleNodePolicy(w http.ResponseWriter, r *http.Request) {
 		wait = d
 	}
 	ctx := r.Context()
+	s.holdOpen(w, min(wait, MaxPolicyWait))
 	p, err := s.a.NodePolicy(ctx, n, q.Get("hash"), wait, remoteHost(r))
 	s.reply(w, r, p, err)
 }

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -42,12 +43,15 @@ type proxyRecord struct {
 	Joined     time.Time `json:"joined"`
 	LastSeen   time.Time `json:"last_seen,omitzero"`
 	Remote     string    `json:"remote,omitempty"`
+	// SessionSigner is the proxy's session-signing key (authorized_keys
+	// form), which nodes trust beside the session CA in mode proxy.
+	SessionSigner string `json:"session_signer,omitempty"`
 }
 
 func proxyKey(name string) string { return "proxies/" + name }
 
 func (p proxyRecord) info() api.ProxyInfo {
-	return api.ProxyInfo{Name: p.Name, PublicAddr: p.PublicAddr, TunnelAddr: p.TunnelAddr}
+	return api.ProxyInfo{Name: p.Name, PublicAddr: p.PublicAddr, TunnelAddr: p.TunnelAddr, SessionSigner: p.SessionSigner}
 }
 
 // ErrBadProxy: the client certificate names no joined proxy.
@@ -197,6 +201,12 @@ func (a *Authority) RenewProxy(ctx context.Context, leaf *x509.Certificate, req 
 			return api.ProxyIdentity{}, err
 		}
 	}
+	if req.SessionSigner != "" {
+		if rec.SessionSigner, err = a.checkSessionSigner(ctx, rec.Name, req.SessionSigner, hostPub); err != nil {
+			a.auditMachine(ctx, "proxy", "proxy.renew", p.rec.Name, remote, false, err.Error())
+			return api.ProxyIdentity{}, err
+		}
+	}
 	rec.LastSeen, rec.Remote = now.UTC(), remote
 	b, err := json.Marshal(rec)
 	if err != nil {
@@ -211,6 +221,41 @@ func (a *Authority) RenewProxy(ctx context.Context, leaf *x509.Certificate, req 
 	}
 	a.auditMachine(ctx, "proxy", "proxy.renew", rec.Name, remote, true, "")
 	return id, nil
+}
+
+// checkSessionSigner validates a proxy's session-signing key: one plain
+// ed25519 key that is none of the CA's keys, not the proxy's host key and
+// not another proxy's signer (each signer names one proxy, so removing
+// the proxy removes the trust). It returns the key re-marshalled, so no
+// comment or option reaches the nodes' trusted-keys file.
+func (a *Authority) checkSessionSigner(ctx context.Context, name, text string, hostPub ssh.PublicKey) (string, error) {
+	k, err := ParsePublicKey(text)
+	if err != nil {
+		return "", err
+	}
+	if k.Type() != ssh.KeyAlgoED25519 {
+		return "", invalidf("a proxy's session signer must be an ed25519 key, not %s", k.Type())
+	}
+	for _, other := range []ssh.PublicKey{a.keys.user.PublicKey(), a.keys.host.PublicKey(), a.keys.session.PublicKey(), hostPub} {
+		if keysEqualCA(k, other) {
+			return "", invalidf("the session signer must be a key of its own, not a CA key or the proxy's host key")
+		}
+	}
+	out := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
+	recs, err := a.proxies(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, r := range recs {
+		if r.Name != name && r.SessionSigner == out {
+			return "", invalidf("this session signer is registered to another proxy")
+		}
+	}
+	return out, nil
+}
+
+func keysEqualCA(a, b ssh.PublicKey) bool {
+	return a != nil && b != nil && string(a.Marshal()) == string(b.Marshal())
 }
 
 // proxies lists the proxy records, sorted by name.

@@ -109,6 +109,7 @@ func (s *Server) handleProxyPolicy(w http.ResponseWriter, r *http.Request, p *au
 		}
 		wait = d
 	}
+	s.holdOpen(w, min(wait, MaxPolicyWait))
 	pol, err := s.a.ProxyPolicy(r.Context(), p, q.Get("hash"), wait, remoteHost(r))
 	s.reply(w, r, pol, err)
 }

@@ -87,6 +87,11 @@ func (a *Authority) StoreRecording(ctx context.Context, p *authenticatedProxy, i
 	if err := json.Unmarshal(line, &h); err != nil || h.Version != 2 {
 		return api.Recording{}, invalidf("recording %s does not start with an asciicast v2 header", id)
 	}
+	// The record is written after the file: a start time it cannot hold
+	// (JSON times have four-digit years) must be refused before.
+	if y := time.Unix(h.Timestamp, 0).UTC().Year(); y < 0 || y > 9999 {
+		return api.Recording{}, invalidf("recording %s: header timestamp %d is out of range", id, h.Timestamp)
+	}
 	head := append([]byte(nil), line...)
 	path := a.recordingPath(id)
 	n, err := atomicfile.WriteFrom(path, &capped{r: io.MultiReader(bytes.NewReader(head), br), max: MaxRecordingBytes}, 0o600)

@@ -35,11 +35,24 @@ type ServerConfig struct {
 	// re-read when the files change.
 	TLSCertFile, TLSKeyFile string
 
-	// Timeouts; zero means the defaults in parentheses.
+	// Timeouts of both listeners; zero means the defaults in parentheses.
+	// ReadHeaderTimeout also bounds the TLS handshake (net/http uses the
+	// shortest of the three read and write timeouts for it), so a client
+	// that connects and stalls is closed after it. WriteTimeout counts
+	// from the end of the request's headers; the long polls (policy,
+	// sign-in state) extend it by the time they hold the request.
 	ReadHeaderTimeout time.Duration // 5s
 	ReadTimeout       time.Duration // 15s
 	WriteTimeout      time.Duration // 30s
 	IdleTimeout       time.Duration // 120s
+}
+
+// holdOpen lets a long poll that holds its request for up to wait still
+// answer: it moves the write deadline to wait plus the WriteTimeout from
+// now. Without it, a WriteTimeout set below the polls' 25 s would cut
+// every poll that runs its course.
+func (s *Server) holdOpen(w http.ResponseWriter, wait time.Duration) {
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(wait + orDefault(s.cfg.WriteTimeout, DefaultWriteTimeout)))
 }
 
 // Server serves an Authority.
@@ -56,11 +69,20 @@ type Server struct {
 	// shutdown, and do so while the store is still open.
 	base     context.Context
 	stopBase context.CancelFunc
+
+	// refusals bounds the refused requests audited per client
+	// (refusals.go).
+	refusals addrThrottle
 }
 
 // NewServer prepares the servers; Serve runs them.
 func NewServer(a *Authority, cfg ServerConfig) (*Server, error) {
-	s := &Server{a: a, cfg: cfg, log: a.log}
+	for _, d := range []time.Duration{cfg.ReadHeaderTimeout, cfg.ReadTimeout, cfg.WriteTimeout, cfg.IdleTimeout} {
+		if d < 0 {
+			return nil, fmt.Errorf("ca: timeout %v is negative: a listener without timeouts lets stalled clients pile up", d)
+		}
+	}
+	s := &Server{a: a, cfg: cfg, log: a.log, refusals: newRefusalLimiter()}
 	s.base, s.stopBase = context.WithCancel(context.Background())
 	var err error
 	if s.admin, err = newAdminPolicy(cfg.AdminGroup); err != nil {
@@ -81,19 +103,30 @@ func NewServer(a *Authority, cfg ServerConfig) (*Server, error) {
 	return s, nil
 }
 
-func (s *Server) httpServer(h http.Handler) *http.Server {
-	d := func(v, def time.Duration) time.Duration {
-		if v == 0 {
-			return def
-		}
-		return v
+// orDefault returns v, or def when v is zero.
+func orDefault(v, def time.Duration) time.Duration {
+	if v == 0 {
+		return def
 	}
+	return v
+}
+
+// Default timeouts of ServerConfig.
+const (
+	DefaultReadHeaderTimeout = 5 * time.Second
+	DefaultReadTimeout       = 15 * time.Second
+	DefaultWriteTimeout      = 30 * time.Second
+	DefaultIdleTimeout       = 120 * time.Second
+)
+
+func (s *Server) httpServer(h http.Handler) *http.Server {
+	d := orDefault
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: d(s.cfg.ReadHeaderTimeout, 5*time.Second),
-		ReadTimeout:       d(s.cfg.ReadTimeout, 15*time.Second),
-		WriteTimeout:      d(s.cfg.WriteTimeout, 30*time.Second),
-		IdleTimeout:       d(s.cfg.IdleTimeout, 120*time.Second),
+		ReadHeaderTimeout: d(s.cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout),
+		ReadTimeout:       d(s.cfg.ReadTimeout, DefaultReadTimeout),
+		WriteTimeout:      d(s.cfg.WriteTimeout, DefaultWriteTimeout),
+		IdleTimeout:       d(s.cfg.IdleTimeout, DefaultIdleTimeout),
 		MaxHeaderBytes:    16 << 10,
 		BaseContext:       func(net.Listener) context.Context { return s.base },
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
@@ -239,7 +272,7 @@ func (s *Server) publicHandler() http.Handler {
 	s.mountNodes(m)
 	s.mountProxies(m)
 	s.mountWeb(m) // the web pages: /, /account, /enroll/{token}, /assets/
-	return securityHeaders(m)
+	return s.a.metrics.instrument(securityHeaders(m))
 }
 
 func securityHeaders(h http.Handler) http.Handler {
@@ -335,6 +368,7 @@ func (s *Server) writeErr(w http.ResponseWriter, r *http.Request, err error) {
 		msg = "internal error in teleport-ca; the CA log has details (request id " + id + ")"
 	}
 	msg = strings.TrimPrefix(msg, "ca: ")
+	s.auditRefusal(r, status, msg)
 	var te *ThrottledError
 	if errors.As(err, &te) {
 		w.Header().Set("Retry-After", strconv.Itoa(int(te.RetryAfter.Seconds())+1))

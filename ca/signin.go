@@ -251,7 +251,7 @@ func (a *Authority) sessionUser(ctx context.Context, token string) (*userRecord,
 		return nil, nil, err
 	}
 	if u.locked(now) {
-		return nil, nil, lockedErr(u)
+		return u, nil, lockedErr(u) // u names the user in the caller's audit event
 	}
 	return u, &s, nil
 }

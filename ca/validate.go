@@ -127,7 +127,12 @@ func ValidateHostPrincipal(s string) error {
 	if bad := describeBad(s); bad != "" {
 		return invalidf("host principal %q %s", s, bad)
 	}
-	if _, err := netip.ParseAddr(s); err == nil {
+	if a, err := netip.ParseAddr(s); err == nil {
+		// A zone ("fe80::1%eth0") names an interface of one machine, and
+		// '%' is a token character in sshd_config and ssh_config.
+		if a.Zone() != "" {
+			return invalidf("host principal %q has an IPv6 zone", s)
+		}
 		return nil
 	}
 	if len(s) > 253 {

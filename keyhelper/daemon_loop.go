@@ -257,7 +257,14 @@ func (d *Daemon) fetchCert(ctx context.Context) error {
 	}
 	d.succeeded()
 	now := d.cfg.Clock()
+	skew, known := d.clockSkew(now)
 	cert, err := checkUserCert(resp.Certificate, d.key.pub, d.cfg.User, info.UserCA, now)
+	err = withSkew(err, skew, known)
+	if err == nil {
+		if w := clockWarning(cert, now, skew, known); w != "" {
+			d.log.Warn(w)
+		}
+	}
 	if err != nil {
 		d.log.Error("refusing the certificate the CA returned; waiting for the next sign-in", "err", strings.TrimPrefix(err.Error(), "keyhelper: "))
 		d.st.refused = true

@@ -64,7 +64,7 @@ func randInt64N(n int64) int64 { return rand.Int64N(n) }
 // renewalTime returns when to replace cert, received at received, while
 // the sign-in lasts until signInEnd: when two thirds of its life have
 // passed, counted from when it was received (the CA backdates
-// ValidAfter by a minute for clock skew, which would make a short
+// ValidAfter by api.CertBackdate for clock skew, which would make a short
 // certificate due at once). A certificate that lasts until the sign-in's
 // end (the CA caps certificates there) is not renewed: the zero time.
 func renewalTime(cert *ssh.Certificate, received, signInEnd time.Time) time.Time {

@@ -75,6 +75,9 @@ func Describe(err error) string {
 		return "not logged in: run teleport-keyhelper login --server https://HOST:3080 --user NAME"
 	case errors.As(err, &ue):
 		return strings.TrimPrefix(ue.Error(), "keyhelper: ")
+	case errors.As(err, &ee) && ee.Skew != 0:
+		return fmt.Sprintf("the certificate expired at %s by this machine's clock, which is %s; fix the clock (timedatectl; check NTP), then run teleport-keyhelper login again",
+			ee.ValidBefore.Local().Format(timeLayout), skewPhrase(ee.Skew))
 	case errors.As(err, &ee):
 		return fmt.Sprintf("the certificate expired at %s (is this machine's clock right?); run teleport-keyhelper login again", ee.ValidBefore.Local().Format(timeLayout))
 	case errors.As(err, &age):

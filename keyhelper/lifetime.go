@@ -11,10 +11,18 @@ import (
 // ExpiredError reports a certificate whose validity has ended.
 type ExpiredError struct {
 	ValidBefore time.Time
+	// Skew, when not zero, is how far the CA's clock is ahead of this
+	// machine's (negative: behind), set when it is known to be off by
+	// more than a minute: the certificate may be fine, the clock is not.
+	Skew time.Duration
 }
 
 func (e *ExpiredError) Error() string {
-	return fmt.Sprintf("keyhelper: the certificate expired at %s", e.ValidBefore.Format(time.RFC3339))
+	msg := fmt.Sprintf("keyhelper: the certificate expired at %s", e.ValidBefore.Format(time.RFC3339))
+	if e.Skew != 0 {
+		msg += " by this machine's clock, which is " + skewPhrase(e.Skew)
+	}
+	return msg
 }
 
 // AgentLifetime returns the agent lifetime, in seconds, of a certificate

@@ -276,7 +276,15 @@ func (l *login) request(ctx context.Context, session Secret) (*ssh.Certificate, 
 	// The user may have taken a while to type: the agent lifetime and
 	// what is shown count from now.
 	l.now = l.cfg.Clock()
-	return l.checkCert(resp.Certificate)
+	skew, known := l.client.ClockSkew(l.now)
+	cert, err := l.checkCert(resp.Certificate)
+	if err != nil {
+		return nil, withSkew(err, skew, known)
+	}
+	if w := clockWarning(cert, l.now, skew, known); w != "" {
+		fmt.Fprintf(l.notes, "Warning: %s.\n", w)
+	}
+	return cert, nil
 }
 
 // checkCert parses the certificate the CA returned and checks it with

@@ -125,6 +125,11 @@ func readProfileFile(path string) (*Profile, error) {
 	if p.Version != profileVersion {
 		return nil, fmt.Errorf("keyhelper: %s has version %d, this keyhelper reads version %d; remove it and log in again", path, p.Version, profileVersion)
 	}
+	// Save leaves an empty list out, and nil means the default patterns;
+	// an empty list would give ssh_config a Host line without patterns.
+	if len(p.Hosts) == 0 {
+		p.Hosts = nil
+	}
 	return &p, nil
 }
 

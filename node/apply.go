@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -55,7 +56,10 @@ type applier struct {
 // apply writes the CA key files, the KRL, the NSS files and finally the
 // policy cache, which records confirmed as the time the CA confirmed it.
 func (a *applier) apply(p api.NodePolicy, confirmed time.Time) error {
-	for _, f := range caFiles(api.CAInfo{UserCA: p.UserCA, SessionCA: p.SessionCA, HostCA: p.HostCA, RecordingMode: p.RecordingMode}) {
+	if err := checkCAKeys(p); err != nil {
+		return err
+	}
+	for _, f := range caFiles(api.CAInfo{UserCA: p.UserCA, SessionCA: p.SessionCA, HostCA: p.HostCA, RecordingMode: p.RecordingMode}, sessionSigners(p)...) {
 		if err := writeIfChanged(a.dir.Path(f.name), f.data, f.mode); err != nil {
 			return err
 		}
@@ -84,6 +88,50 @@ func (a *applier) apply(p api.NodePolicy, confirmed time.Time) error {
 		return err
 	}
 	return atomicfile.WriteFileOwned(a.dir.Path(nodedir.Cache), b, 0o640, -1, a.group)
+}
+
+// checkCAKeys refuses CA keys that are not one public key each: sshd
+// reads every line of TrustedUserCAKeys, so a second line in what the CA
+// sent would be a second trusted CA, one the policy cache knows nothing of.
+func checkCAKeys(p api.NodePolicy) error {
+	for _, k := range []struct{ name, text string }{{"user", p.UserCA}, {"session", p.SessionCA}, {"host", p.HostCA}} {
+		pub, _, _, rest, err := ssh.ParseAuthorizedKey([]byte(k.text))
+		if err != nil || len(bytes.TrimSpace(rest)) != 0 || strings.ContainsAny(k.text, "\r\n") {
+			return fmt.Errorf("the CA sent a %s CA key that is not one public key", k.name)
+		}
+		if _, isCert := pub.(*ssh.Certificate); isCert {
+			return fmt.Errorf("the CA sent a certificate as its %s CA key", k.name)
+		}
+	}
+	for _, px := range p.Proxies {
+		if px.SessionSigner == "" {
+			continue
+		}
+		pub, _, _, rest, err := ssh.ParseAuthorizedKey([]byte(px.SessionSigner))
+		if err != nil || len(bytes.TrimSpace(rest)) != 0 || strings.ContainsAny(px.SessionSigner, "\r\n") {
+			return fmt.Errorf("the CA sent a session signer for proxy %q that is not one public key", px.Name)
+		}
+		if _, isCert := pub.(*ssh.Certificate); isCert {
+			return fmt.Errorf("the CA sent a certificate as proxy %q's session signer", px.Name)
+		}
+	}
+	return nil
+}
+
+// sessionSigners are the proxies' session-signing keys sshd trusts beside
+// the session CA in mode proxy (none in mode off, where nodes trust the
+// user CA and the proxy signs nothing).
+func sessionSigners(p api.NodePolicy) []string {
+	if p.RecordingMode == "off" {
+		return nil
+	}
+	var out []string
+	for _, px := range p.Proxies {
+		if px.SessionSigner != "" {
+			out = append(out, px.SessionSigner)
+		}
+	}
+	return out
 }
 
 func writeIfChanged(path string, data []byte, mode os.FileMode) error {

@@ -126,3 +126,59 @@ func readFile(t *testing.T, path string) []byte {
 	}
 	return b
 }
+
+// In mode proxy the proxies' session signers are trusted beside the
+// session CA (TrustedUserCAKeys and the cache); in mode off no signer
+// is; a signer that is not one plain key is refused before anything is
+// written.
+func TestApplySessionSigners(t *testing.T) {
+	t.Parallel()
+	dir := nodedir.Dir(t.TempDir())
+	if err := os.Mkdir(dir.Path(nodedir.CacheDir), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	a := &applier{dir: dir, group: -1, log: slog.New(slog.DiscardHandler)}
+	t0 := time.Date(2025, 3, 4, 12, 0, 0, 0, time.UTC)
+	p := api.NodePolicy{
+		Node: "web-1", Hash: "ab", Generated: t0, RecordingMode: "proxy",
+		UserCA: testCAKey(t, 1), SessionCA: testCAKey(t, 2), HostCA: testCAKey(t, 3),
+		Proxies: []api.ProxyInfo{
+			{Name: "p1", TunnelAddr: "p1:3024", SessionSigner: testCAKey(t, 4)},
+			{Name: "p2", TunnelAddr: "p2:3024"},
+			{Name: "p3", TunnelAddr: "p3:3024", SessionSigner: testCAKey(t, 5)},
+		},
+		Users: []api.NodeUser{{Name: "alice", Logins: []string{"root"}}},
+	}
+	if err := a.apply(p, t0); err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	trusted := string(readFile(t, dir.Path(nodedir.TrustedCA)))
+	if want := p.SessionCA + "\n" + testCAKey(t, 4) + "\n" + testCAKey(t, 5) + "\n"; trusted != want {
+		t.Errorf("TrustedUserCAKeys file =\n%s\nwant\n%s", trusted, want)
+	}
+	c, err := authkeys.ParseCache(readFile(t, dir.Path(nodedir.Cache)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Signers) != 2 {
+		t.Errorf("cache signers %v, want 2", c.Signers)
+	}
+
+	bad := p
+	bad.Proxies = []api.ProxyInfo{{Name: "p1", SessionSigner: testCAKey(t, 4) + "\n" + testCAKey(t, 6)}}
+	if err := a.apply(bad, t0.Add(time.Minute)); err == nil {
+		t.Fatal("apply accepted a session signer of two lines")
+	}
+	if got := string(readFile(t, dir.Path(nodedir.TrustedCA))); got != trusted {
+		t.Fatalf("a refused policy changed the trusted keys:\n%s", got)
+	}
+
+	off := p
+	off.RecordingMode = "off"
+	if err := a.apply(off, t0.Add(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(readFile(t, dir.Path(nodedir.TrustedCA))); got != p.UserCA+"\n" {
+		t.Errorf("mode off: TrustedUserCAKeys file =\n%s\nwant the user CA alone", got)
+	}
+}

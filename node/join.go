@@ -181,7 +181,9 @@ func Join(ctx context.Context, cfg JoinConfig) (err error) {
 }
 
 // caFiles are the CA public key files sshd and the node read.
-func caFiles(ca api.CAInfo) []struct {
+// Trusted (TrustedUserCAKeys) holds the trusted CA key and then the
+// proxies' session signers, one key per line.
+func caFiles(ca api.CAInfo, signers ...string) []struct {
 	name  string
 	data  []byte
 	mode  os.FileMode
@@ -201,7 +203,7 @@ func caFiles(ca api.CAInfo) []struct {
 		{nodedir.UserCA, []byte(ca.UserCA + "\n"), 0o644, -1},
 		{nodedir.SessionCA, []byte(ca.SessionCA + "\n"), 0o644, -1},
 		{nodedir.HostCA, []byte(ca.HostCA + "\n"), 0o644, -1},
-		{nodedir.TrustedCA, []byte(trusted + "\n"), 0o644, -1},
+		{nodedir.TrustedCA, []byte(strings.Join(append([]string{trusted}, signers...), "\n") + "\n"), 0o644, -1},
 	}
 }
 

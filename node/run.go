@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -65,7 +66,8 @@ type Runner struct {
 	mu sync.Mutex
 	cl *client.Client // replaced when the TLS identity is renewed
 
-	tunnels *tunnel.Pool // nil until Run, or with NoTunnels
+	tunnels atomic.Pointer[tunnel.Pool] // nil until Run, or with NoTunnels
+	metrics *nodeMetrics
 }
 
 // NewRunner loads the data directory.
@@ -94,6 +96,7 @@ func NewRunner(cfg RunConfig) (*Runner, error) {
 		return nil, err
 	}
 	r := &Runner{cfg: cfg, node: nc, ap: &applier{dir: cfg.Dir, group: o.gid, nss: cfg.NSS, log: cfg.Log}}
+	r.metrics = newNodeMetrics(r)
 	if err := r.newClient(); err != nil {
 		return nil, err
 	}
@@ -129,16 +132,17 @@ func (r *Runner) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	first := make(chan struct{})
 	if !r.cfg.NoTunnels {
-		r.tunnels = tunnel.NewPool(ctx, tunnel.Client{
+		pool := tunnel.NewPool(ctx, tunnel.Client{
 			Node: r.node.Name, Signer: r.hostSigner, HostCAs: r.hostCAs, Target: r.cfg.SSHDAddr,
 			Clock: r.cfg.Now, Logger: r.cfg.Log.With("part", "tunnel"),
 			KeepaliveInterval: r.cfg.TunnelKeepalive, MaxBackoff: r.cfg.TunnelMaxBackoff,
 		})
-		defer r.tunnels.Close()
+		defer pool.Close()
+		r.tunnels.Store(pool)
 		if len(r.cfg.Proxies) > 0 {
-			r.tunnels.Set(r.cfg.Proxies)
+			pool.Set(r.cfg.Proxies)
 		} else if addrs, err := r.loadProxies(); err == nil {
-			r.tunnels.Set(addrs) // until the CA answers
+			pool.Set(addrs) // until the CA answers
 		}
 	}
 	wg.Add(2)
@@ -163,6 +167,7 @@ func (r *Runner) followPolicy(ctx context.Context, first chan struct{}) {
 	once := sync.OnceFunc(func() { close(first) })
 	for ctx.Err() == nil {
 		p, err := r.client().NodePolicy(ctx, have, r.cfg.PolicyWait)
+		r.checkClock()
 		if err == nil {
 			err = r.ap.apply(p, r.cfg.Now())
 		}
@@ -171,6 +176,7 @@ func (r *Runner) followPolicy(ctx context.Context, first chan struct{}) {
 			if ctx.Err() != nil {
 				return
 			}
+			r.metrics.policyErrors.Inc()
 			var ae *api.Error
 			if errors.As(err, &ae) && ae.Code == api.CodeNodeRemoved {
 				r.cfg.Log.Error("the CA refuses this node's identity; logins will be refused once the cache is older than teleport-authkeys --max-age", "err", err)
@@ -185,6 +191,8 @@ func (r *Runner) followPolicy(ctx context.Context, first chan struct{}) {
 			backoff = min(backoff*2, 30*time.Second)
 			continue
 		}
+		r.metrics.policySuccess.Set(float64(r.cfg.Now().Unix()))
+		r.metrics.policyUsers.Set(float64(len(p.Users)))
 		if p.Hash != have {
 			r.cfg.Log.Info("login policy updated", "users", len(p.Users), "revoked", len(p.Revoked), "hash", p.Hash)
 			r.followProxies(p.Proxies)
@@ -201,6 +209,7 @@ func (r *Runner) renewLoop(ctx context.Context) {
 	for {
 		if due, why := r.renewDue(); due {
 			if err := r.Renew(ctx); err != nil && ctx.Err() == nil {
+				r.metrics.renewErrors.Inc()
 				r.cfg.Log.Error("renewing the node certificates failed; retrying", "err", err, "because", why)
 			}
 		}
@@ -226,7 +235,7 @@ func (r *Runner) renewDue() (bool, string) {
 		return true, "host certificate unreadable"
 	}
 	from, to := time.Unix(int64(cert.ValidAfter), 0), time.Unix(int64(min(cert.ValidBefore, 1<<62)), 0)
-	if twoThirds(from, to, now) {
+	if !now.Before(api.RenewAt(from, to)) {
 		return true, "host certificate at 2/3 of its life"
 	}
 	tb, err := os.ReadFile(r.cfg.Dir.Path(nodedir.IdentityCert))

@@ -63,7 +63,8 @@ func (r *Runner) hostCAs() []ssh.PublicKey {
 // followProxies points the tunnels at the proxies the CA lists (unless
 // --proxy fixed them) and remembers the list.
 func (r *Runner) followProxies(ps []api.ProxyInfo) {
-	if r.tunnels == nil || len(r.cfg.Proxies) > 0 {
+	pool := r.tunnels.Load()
+	if pool == nil || len(r.cfg.Proxies) > 0 {
 		return
 	}
 	var addrs []string
@@ -72,7 +73,7 @@ func (r *Runner) followProxies(ps []api.ProxyInfo) {
 			addrs = append(addrs, p.TunnelAddr)
 		}
 	}
-	r.tunnels.Set(addrs)
+	pool.Set(addrs)
 	if b, err := json.Marshal(addrs); err == nil {
 		if err := atomicfile.WriteFile(r.cfg.Dir.Path(nodedir.Proxies), b, 0o644); err != nil {
 			r.cfg.Log.Warn("saving the proxy list", "err", err)
@@ -92,8 +93,8 @@ func (r *Runner) loadProxies() ([]string, error) {
 // TunnelsUp lists the proxies this node has a tunnel to (for tests and
 // status).
 func (r *Runner) TunnelsUp() []string {
-	if r.tunnels == nil {
-		return nil
+	if pool := r.tunnels.Load(); pool != nil {
+		return pool.Connected()
 	}
-	return r.tunnels.Connected()
+	return nil
 }

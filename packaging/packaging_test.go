@@ -75,11 +75,14 @@ var packages = []pkg{
 	{
 		name: "teleport-ca",
 		files: with(docs("teleport-ca", "teleport-ca.md", "caadm.md", "SECURITY.md", "api.md"), map[string]string{
-			"/usr/bin/teleport-ca":                        exe,
-			"/usr/bin/caadm":                              exe,
-			"/usr/lib/systemd/system/teleport-ca.service": data,
-			"/usr/lib/sysusers.d/teleport-ca.conf":        data,
-			"/etc/teleport-ca/teleport-ca.toml":           data,
+			"/usr/bin/teleport-ca":                             exe,
+			"/usr/bin/caadm":                                   exe,
+			"/usr/lib/systemd/system/teleport-ca.service":      data,
+			"/usr/lib/sysusers.d/teleport-ca.conf":             data,
+			"/etc/teleport-ca/teleport-ca.toml":                data,
+			"/usr/share/doc/teleport-ca/prometheus/alerts.yml": data,
+			"/usr/share/man/man8/teleport-ca.8.gz":             data,
+			"/usr/share/man/man8/caadm.8.gz":                   data,
 		}),
 		conffiles:  []string{"/etc/teleport-ca/teleport-ca.toml"},
 		depends:    libc6,
@@ -95,6 +98,7 @@ var packages = []pkg{
 			"/usr/lib/systemd/system/teleport-proxy.service": data,
 			"/usr/lib/sysusers.d/teleport-proxy.conf":        data,
 			"/etc/teleport-proxy/teleport-proxy.toml":        data,
+			"/usr/share/man/man8/teleport-proxy.8.gz":        data,
 		}),
 		conffiles:  []string{"/etc/teleport-proxy/teleport-proxy.toml"},
 		depends:    libc6,
@@ -117,6 +121,8 @@ var packages = []pkg{
 			"/usr/lib/systemd/system/teleport-node.service": data,
 			"/usr/lib/sysusers.d/teleport-node.conf":        data,
 			"/etc/default/teleport-node":                    data,
+			"/usr/share/man/man8/teleport-node.8.gz":        data,
+			"/usr/share/man/man8/teleport-authkeys.8.gz":    data,
 		}),
 		// sshd execs teleport-authkeys on every login: a static build
 		// starts about 1 ms sooner; lintian's statically-linked-binary
@@ -137,6 +143,7 @@ var packages = []pkg{
 		files: with(docs("teleport-keyhelper", "keyhelper.md"), map[string]string{
 			"/usr/bin/teleport-keyhelper":                      exe,
 			"/usr/lib/systemd/user/teleport-keyhelper.service": data,
+			"/usr/share/man/man1/teleport-keyhelper.1.gz":      data,
 		}),
 		depends: libc6 + ", openssh-client",
 		rpmReqs: []string{"openssh-client"},

@@ -206,10 +206,10 @@ func parseHostCert(text string, key ssh.PublicKey) (*ssh.Certificate, error) {
 
 // renew asks the CA for new certificates for the same keys, registering
 // the current addresses, and writes them.
-func (id *identity) renew(ctx context.Context, cl *client.Client, dir, publicAddr, tunnelAddr string) error {
+func (id *identity) renew(ctx context.Context, cl *client.Client, dir, publicAddr, tunnelAddr, sessionSigner string) error {
 	res, err := cl.RenewProxy(ctx, api.ProxyRenewRequest{
 		HostPublicKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(id.hostKey.PublicKey()))),
-		PublicAddr:    publicAddr, TunnelAddr: tunnelAddr,
+		PublicAddr:    publicAddr, TunnelAddr: tunnelAddr, SessionSigner: sessionSigner,
 	})
 	if err != nil {
 		return err

@@ -27,8 +27,12 @@ type nodeInfo struct {
 }
 
 // sessionLogin is the session-CA certificate lifetime: long enough to log
-// in, short enough to be useless if it leaked.
-const sessionLogin = 2 * time.Minute
+// in, short enough to be useless if it leaked. The CA backdates only the
+// start, so its end counts from the CA's clock: five minutes (the most
+// the CA gives) leave a minute to log in even when the CA's clock and the
+// node's are each two minutes off, in opposite directions
+// (docs/RELIABILITY.md).
+const sessionLogin = 5 * time.Minute
 
 func newSessionID() string {
 	var b [12]byte
@@ -204,7 +208,7 @@ func (p *Proxy) loginToNode(ctx context.Context, pol *policy, node nodeInfo, use
 			source = []string{netip.PrefixFrom(ip.Unmap(), ip.Unmap().BitLen()).String()}
 		}
 	}
-	signer, err := p.sessionSigner(ctx, user, login, node.Name, sid, source)
+	signer, err := p.sessionSigner(ctx, pol, node, user, login, sid, source)
 	if err != nil {
 		conn.Close()
 		return nil, err
@@ -269,8 +273,21 @@ func publicNodeError(node string, err error) string {
 	if errors.Is(err, errNoTunnel) {
 		return fmt.Sprintf("node %s is not connected to this proxy (its tunnel is down: is teleport-node running there, and can it reach the proxy's tunnel port?)", node)
 	}
+	var ce *clockError
+	if errors.As(err, &ce) {
+		return ce.msg
+	}
+	var se *staleError
+	if errors.As(err, &se) {
+		return se.msg
+	}
+	var de *deniedError
+	if errors.As(err, &de) {
+		return publicMessage(de)
+	}
 	if isAuthError(err) {
-		return fmt.Sprintf("node %s refused the proxy's login (does its sshd trust the session CA? run teleport-node install-sshd-config there)", node)
+		return fmt.Sprintf("node %s refused the proxy's login (does its sshd trust the session CA? run teleport-node install-sshd-config there; "+
+			"is its clock within a few minutes of the CA's? check NTP there)", node)
 	}
 	return fmt.Sprintf("cannot reach node %s now; try again shortly", node)
 }
@@ -278,29 +295,6 @@ func publicNodeError(node string, err error) string {
 func isAuthError(err error) bool {
 	var se *ssh.ServerAuthError
 	return errors.As(err, &se) || strings.Contains(err.Error(), "unable to authenticate")
-}
-
-// sessionSigner gets a session-CA certificate for the proxy's session key.
-func (p *Proxy) sessionSigner(ctx context.Context, user, login, node, sid string, source []string) (ssh.Signer, error) {
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	res, err := p.cl.Load().SessionCert(cctx, api.SessionCertRequest{
-		User: user, Login: login, Node: node, SessionID: sid,
-		PublicKey: string(ssh.MarshalAuthorizedKey(p.sessionKey.PublicKey())),
-		TTL:       api.Duration(sessionLogin), SourceAddress: source,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("session certificate: %w", err)
-	}
-	pub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(res.Certificate))
-	if err != nil {
-		return nil, err
-	}
-	cert, ok := pub.(*ssh.Certificate)
-	if !ok || !keysEqual(cert.Key, p.sessionKey.PublicKey()) {
-		return nil, errors.New("session certificate: the CA returned a certificate for another key")
-	}
-	return ssh.NewCertSigner(cert, p.sessionKey)
 }
 
 // passThrough relays ssh -J's direct-tcpip stream to the node's sshd

@@ -304,7 +304,8 @@ func sha256File(t *testing.T, path string) string {
 // asciinema, scp and sftp of 20 MiB, port and agent forwarding per role,
 // revocation of a user mid-session, and a proxy restart.
 func TestProxyRecordingMode(t *testing.T) {
-	c := newCluster(t)
+	metricsAddr := map[string]string{"ca": testbin.FreePort(t), "proxy": testbin.FreePort(t), "node": testbin.FreePort(t)}
+	c := newCluster(t, "--metrics-listen", metricsAddr["ca"])
 	c.caadm("roles", "add", "prod-root", "--logins", "root", "--labels", "env=prod", "--port-forwarding")
 	c.caadm("roles", "add", "staging-root", "--logins", "root", "--labels", "env=staging", "--agent-forwarding")
 	for _, name := range []string{"alice", "bob"} {
@@ -312,8 +313,8 @@ func TestProxyRecordingMode(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c.startProxy()
-	prod := c.startNode("node1", map[string]string{"env": "prod"})
+	c.startProxy("--metrics-listen", metricsAddr["proxy"])
+	prod := c.startNodeWith("node1", map[string]string{"env": "prod"}, nil, []string{"--metrics-listen", metricsAddr["node"]})
 	staging := c.startNode("node2", map[string]string{"env": "staging"})
 	alice := c.user("alice")
 	took := waitTunnel(t, alice, "root", prod, 20*time.Second)
@@ -528,6 +529,10 @@ func TestProxyRecordingMode(t *testing.T) {
 		}
 	})
 
+	t.Run("Prometheus metrics of the CA, proxy and node", func(t *testing.T) {
+		checkMetrics(t, metricsAddr)
+	})
+
 	t.Run("removed user cut off at the proxy", func(t *testing.T) {
 		bob := c.user("bob")
 		long := exec.Command("ssh", "-F", bob.config, "root@node1", "sleep 60")
@@ -705,8 +710,32 @@ func TestProxyRecordingMode(t *testing.T) {
 		if left, _ := filepath.Glob(filepath.Join(c.proxyDir, "recordings", "*.cast")); len(left) == 0 {
 			t.Fatal("no recording waits in the proxy's spool while the CA is down")
 		}
+		// New sessions too: the proxy signs their session certificates
+		// with its registered session signer, which the nodes trust.
+		for _, n := range []string{"node1", "node2"} {
+			out, code := alice.run(t, nil, "ssh", "root@"+n, "echo new-while-ca-down-$((3*3))")
+			if code != 0 || !strings.Contains(out, "new-while-ca-down-9") {
+				t.Fatalf("a new session to %s while the CA is down: exit %d\n%s", n, code, out)
+			}
+		}
+		// The policy still decides: a login no role gives is refused.
+		if out, code := alice.run(t, nil, "ssh", "postgres@node1", "true"); code == 0 {
+			t.Fatalf("login postgres while the CA is down was not refused:\n%s", out)
+		}
+		// A proxy restarted (kill -9) while the CA is down keeps going on
+		// what it saved: identity, policy and its confirmation time, the
+		// nodes' host certificates, its session signer.
+		c.stopProxy(syscall.SIGKILL)
+		c.startProxy()
+		waitTunnel(t, alice, "root", prod, 20*time.Second)
+		if out, code := alice.run(t, nil, "ssh", "root@node1", "echo after-restart-$((4*4))"); code != 0 || !strings.Contains(out, "after-restart-16") {
+			t.Fatalf("a new session after a proxy restart while the CA is down: exit %d\n%s", code, out)
+		}
 		c.ca = testbin.Start(c.t, testbin.Config{DataDir: dataDir, Listen: listen, AdminSocket: sock}) // lives as long as the cluster
 		recordingWith(t, "after-4", 70*time.Second)
+		eventually(t, 30*time.Second, "the proxy's session.cert events at the CA", func() bool {
+			return strings.Count(c.caadm("audit", "ls", "--type", "session.cert"), "signer=proxy") >= 3
+		})
 	})
 
 	t.Run("proxy killed mid-session: the recording so far reaches the CA", func(t *testing.T) {

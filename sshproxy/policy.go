@@ -139,7 +139,8 @@ func publicMessage(err error) string {
 func (p *policy) activeUser(name string) (api.ProxyUser, error) {
 	u, ok := p.users[name]
 	if !ok {
-		return u, denied("access denied", "user %q is not in the policy (removed, or not enrolled)", name)
+		return u, denied(fmt.Sprintf("access denied: user %s is not a user of this cluster (removed, or not enrolled yet)", name),
+			"user %q is not in the policy (removed, or not enrolled)", name)
 	}
 	if u.Locked {
 		return u, denied("access denied: your account is locked", "user %q is locked", name)

@@ -93,6 +93,11 @@ type Config struct {
 	// checks (default 30s and 3).
 	NodeKeepalive       time.Duration
 	NodeKeepaliveMisses int
+	// MaxPolicyAge bounds how long after the CA last confirmed the
+	// policy the proxy still signs session certificates itself while the
+	// CA is unreachable (default 1h, like teleport-authkeys' --max-age on
+	// the nodes, which deny after it anyway).
+	MaxPolicyAge time.Duration
 	// PolicyWait is how long one policy long poll is held (default 25s).
 	PolicyWait time.Duration
 	// ReportInterval is how often active sessions are re-reported to the
@@ -145,6 +150,7 @@ func (c *Config) setDefaults() error {
 	def(&c.ClientKeepalive, 30*time.Second)
 	def(&c.NodeKeepalive, 30*time.Second)
 	def(&c.PolicyWait, 25*time.Second)
+	def(&c.MaxPolicyAge, time.Hour)
 	def(&c.ReportInterval, 10*time.Second)
 	if c.MaxUnauthenticated <= 0 {
 		c.MaxUnauthenticated = 512
@@ -179,9 +185,17 @@ type Proxy struct {
 	tunnels    *tunnel.Server
 	targets    *targetCache
 	sessionKey ssh.Signer // signs in to nodes with session certificates
-	spool      *recorder.Spool
-	events     *auditQueue
-	sessions   *registry
+	// sessionSigning signs session certificates while the CA is
+	// unreachable (sessionsign.go); caFailed is when the CA last failed
+	// to answer for one (Unix ns; 0 once it answers again).
+	sessionSigning ssh.Signer
+	caFailed       atomic.Int64
+	spool          *recorder.Spool
+	events         *auditQueue
+	sessions       *registry
+	metrics        *proxyMetrics
+	// polContact is when the CA last answered a policy poll (Unix s).
+	polContact atomic.Int64
 
 	listener, tunnelListener net.Listener
 }
@@ -193,6 +207,7 @@ func New(ctx context.Context, cfg Config) (*Proxy, error) {
 		return nil, err
 	}
 	p := &Proxy{cfg: cfg, log: cfg.Logger, polReady: make(chan struct{})}
+	p.metrics = newProxyMetrics(p) // its gauges read p's parts at scrape time, after New
 	id, err := loadOrJoin(ctx, cfg.DataDir, cfg.Join, cfg.PublicAddr, cfg.TunnelPublicAddr)
 	if err != nil {
 		return nil, err
@@ -211,6 +226,9 @@ func New(ctx context.Context, cfg Config) (*Proxy, error) {
 		return nil, err
 	}
 	if p.sessionKey, err = ssh.NewSignerFromKey(sk); err != nil {
+		return nil, err
+	}
+	if p.sessionSigning, err = loadOrCreateSessionSigner(cfg.DataDir); err != nil {
 		return nil, err
 	}
 	if p.targets, err = newTargetCache(p); err != nil {
@@ -243,6 +261,7 @@ func New(ctx context.Context, cfg Config) (*Proxy, error) {
 		OnChange: func(node string, up bool) {
 			p.log.Info("tunnel", "node", node, "up", up)
 		},
+		OnRefused: p.refusedTunnel,
 	}
 	if p.listener = cfg.Listener; p.listener == nil {
 		if p.listener, err = net.Listen("tcp", cfg.Listen); err != nil {
@@ -300,6 +319,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 		p.log.Warn("renewing the proxy's certificates at start failed; using the ones on disk", "err", err)
 	}
 	if pol, err := loadPolicy(filepath.Join(p.cfg.DataDir, filePolicy)); err == nil {
+		p.polContact.Store(loadConfirmed(p.cfg.DataDir))
 		p.setPolicy(pol)
 		p.log.Info("loaded the cached policy; following the CA for changes", "generated", pol.raw.Generated)
 	}
@@ -368,6 +388,8 @@ func (p *Proxy) followPolicy(ctx context.Context) {
 			continue
 		}
 		backoff = time.Second
+		p.confirmPolicy()
+		p.caFailed.Store(0)
 		if raw.Hash == have {
 			continue
 		}
@@ -396,7 +418,7 @@ func sleep(ctx context.Context, d time.Duration) {
 
 // renew renews the proxy's certificates and re-registers its addresses.
 func (p *Proxy) renew(ctx context.Context) error {
-	if err := p.id.renew(ctx, p.cl.Load(), p.cfg.DataDir, p.cfg.PublicAddr, p.cfg.TunnelPublicAddr); err != nil {
+	if err := p.id.renew(ctx, p.cl.Load(), p.cfg.DataDir, p.cfg.PublicAddr, p.cfg.TunnelPublicAddr, authorizedKey(p.sessionSigning.PublicKey())); err != nil {
 		return err
 	}
 	id, err := loadIdentity(p.cfg.DataDir)
@@ -417,7 +439,7 @@ func (p *Proxy) renewLoop(ctx context.Context) {
 	for ctx.Err() == nil {
 		c := p.id.hostCert
 		after, before := time.Unix(int64(c.ValidAfter), 0), time.Unix(int64(c.ValidBefore), 0)
-		due := after.Add(before.Sub(after) * 2 / 3)
+		due := api.RenewAt(after, before)
 		wait := max(due.Sub(p.cfg.Clock()), 30*time.Second)
 		sleep(ctx, wait)
 		if ctx.Err() != nil {

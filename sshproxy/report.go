@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/opensshca/suite/ca/api"
+	"github.com/opensshca/suite/internal/metrics"
 )
 
 type eventT = api.ProxyEvent
@@ -33,21 +34,28 @@ func event(typ, user string, ok bool, remote string) eventT {
 }
 
 // auditQueue sends audit events to the CA in batches, retrying until the
-// CA has them. Every event is also logged, so the journal holds it even
-// if the queue overflows while the CA is down for long.
+// CA has them. Every event is also logged, and written to the queue file
+// in the data directory until the CA has it (auditqueue.go), so neither a
+// CA outage nor a crash of the proxy loses it.
 type auditQueue struct {
 	p    *Proxy
 	mu   sync.Mutex
 	q    []eventT
 	wake chan struct{}
+	disk queueFile
 }
 
-// maxQueuedEvents bounds the memory the queue holds while the CA is
-// unreachable; older events are dropped first (and were logged).
+// maxQueuedEvents bounds the queue while the CA is unreachable; older
+// events are dropped first (and were logged).
 const maxQueuedEvents = 100000
 
 func newAuditQueue(p *Proxy) *auditQueue {
-	return &auditQueue{p: p, wake: make(chan struct{}, 1)}
+	a := &auditQueue{p: p, wake: make(chan struct{}, 1)}
+	a.q = a.disk.open(p.cfg.DataDir, p.log)
+	if len(a.q) > 0 {
+		p.log.Info("audit events left from the last run will be sent to the CA", "events", len(a.q))
+	}
+	return a
 }
 
 func (a *auditQueue) add(ev eventT) {
@@ -60,12 +68,17 @@ func (a *auditQueue) add(ev eventT) {
 		args = append(args, k, ev.Fields[k])
 	}
 	a.p.log.Info("audit", args...)
+	if a.p.metrics != nil { // nil in unit tests' hand-built proxies
+		a.p.metrics.events.WithLabelValues(ev.Type, metrics.Result(ev.Success)).Inc()
+	}
 	a.mu.Lock()
 	if len(a.q) >= maxQueuedEvents {
 		a.p.log.Error("audit queue full while the CA is unreachable; dropping the oldest event (it is in this log)")
 		a.q = a.q[1:]
+		a.disk.stale = true
 	}
 	a.q = append(a.q, ev)
+	a.disk.append(ev)
 	a.mu.Unlock()
 	select {
 	case a.wake <- struct{}{}:
@@ -92,6 +105,9 @@ func (a *auditQueue) run(ctx context.Context) {
 		case <-a.wake:
 		case <-time.After(5 * time.Second):
 		}
+		a.mu.Lock()
+		a.disk.sync()
+		a.mu.Unlock()
 		if err := a.flush(ctx); err != nil {
 			a.p.log.Warn("sending audit events to the CA failed; retrying", "err", err, "queued", a.len())
 			sleep(ctx, backoff)
@@ -108,10 +124,19 @@ func (a *auditQueue) len() int {
 	return len(a.q)
 }
 
-// flush sends what is queued, 200 events per call.
+// flush sends what is queued, 200 events per call, and brings the queue
+// file in line with what is left.
 func (a *auditQueue) flush(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	sent := false
+	defer func() {
+		a.mu.Lock()
+		if sent || a.disk.stale {
+			a.disk.rewrite(a.q)
+		}
+		a.mu.Unlock()
+	}()
 	for {
 		a.mu.Lock()
 		n := min(len(a.q), 200)
@@ -133,6 +158,7 @@ func (a *auditQueue) flush(ctx context.Context) error {
 		a.mu.Lock()
 		a.q = a.q[n:]
 		a.mu.Unlock()
+		sent = true
 	}
 }
 

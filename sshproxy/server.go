@@ -136,14 +136,20 @@ func (p *Proxy) authUser(pol *policy, conn ssh.ConnMetadata, key ssh.PublicKey, 
 		principal = cert.ValidPrincipals[0]
 	}
 	if _, err := p.userCertChecker(pol).Authenticate(connMeta{conn, principal}, key); err != nil {
+		if msg := p.clockRefusal(pol, connMeta{conn, principal}, cert); msg != "" {
+			// ssh prints an authentication banner on stderr: the user
+			// learns that the clocks, not the certificate, are wrong.
+			p.refused(cert.KeyId, remote, "certificate", err.Error()+": "+msg)
+			return nil, &ssh.BannerError{Err: err, Message: "teleport-proxy: " + msg + "\n"}
+		}
 		p.refused(cert.KeyId, remote, "certificate", err.Error())
-		return nil, err
+		return nil, refusedBanner(err, certRefusal(pol, cert, err))
 	}
 	// x/crypto enforces source-address only on the Permissions a callback
 	// returns; the proxy checks it here, explicitly, and returns it too.
 	if err := checkSourceAddress(conn.RemoteAddr(), cert.CriticalOptions["source-address"]); err != nil {
 		p.refused(cert.KeyId, remote, "certificate", err.Error())
-		return nil, err
+		return nil, refusedBanner(err, err.Error())
 	}
 	user := cert.KeyId
 	if wantUser != "" && user != wantUser {
@@ -152,7 +158,7 @@ func (p *Proxy) authUser(pol *policy, conn ssh.ConnMetadata, key ssh.PublicKey, 
 	}
 	if _, err := pol.activeUser(user); err != nil {
 		p.refused(user, remote, "policy", err.Error())
-		return nil, err
+		return nil, refusedBanner(err, publicMessage(err))
 	}
 	perms := &ssh.Permissions{CriticalOptions: maps.Clone(cert.CriticalOptions), Extensions: map[string]string{
 		extUser:   user,
@@ -221,7 +227,9 @@ func splitTarget(user string) (login, target string, ok bool) {
 // handleConn runs one user connection.
 func (p *Proxy) handleConn(ctx context.Context, conn net.Conn, inflight *atomic.Int64) {
 	pol := p.policyNow()
-	_ = conn.SetDeadline(p.cfg.Clock().Add(p.cfg.HandshakeTimeout))
+	// Deadlines are on the real clock: the injected Clock is for
+	// certificate validity and may be skewed (TestClockSkew).
+	_ = conn.SetDeadline(time.Now().Add(p.cfg.HandshakeTimeout))
 	sconn, chans, reqs, err := ssh.NewServerConn(conn, p.serverConfig(pol))
 	inflight.Add(-1)
 	if err != nil {
@@ -443,8 +451,8 @@ func (p *Proxy) route(pol *policy, user, target string, port uint32) (nodeInfo, 
 // validHostName is a DNS name or an IP address, nothing that could carry
 // options or paths.
 func validHostName(s string) bool {
-	if _, err := netip.ParseAddr(s); err == nil {
-		return true
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.Zone() == "" // a zone may hold anything ("fe80::1% x,y")
 	}
 	if len(s) == 0 || len(s) > 253 {
 		return false

@@ -50,6 +50,10 @@ type ProxyRenewRequest struct {
 	HostPublicKey string `json:"host_public_key"`
 	PublicAddr    string `json:"public_addr,omitempty"`
 	TunnelAddr    string `json:"tunnel_addr,omitempty"`
+	// SessionSigner registers (or replaces) the proxy's session-signing
+	// public key (ed25519, authorized_keys form); empty keeps the one
+	// registered.
+	SessionSigner string `json:"session_signer,omitempty"`
 }
 
 // ProxyIdentity is what a proxy holds.
@@ -66,6 +70,12 @@ type ProxyInfo struct {
 	Name       string `json:"name"`
 	PublicAddr string `json:"public_addr"`
 	TunnelAddr string `json:"tunnel_addr"`
+	// SessionSigner is the proxy's session-signing public key
+	// (authorized_keys form): in recording mode proxy nodes trust it beside
+	// the session CA, so that the proxy can sign its own session
+	// certificates while the CA is unreachable. Empty until the proxy
+	// registers one.
+	SessionSigner string `json:"session_signer,omitempty"`
 }
 
 // Proxy is the admin view of a joined proxy.

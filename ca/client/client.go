@@ -20,7 +20,9 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
+	"unicode"
 
 	"github.com/opensshca/suite/ca/api"
 )
@@ -37,6 +39,8 @@ type Client struct {
 	base  string // URL prefix the api paths are appended to
 	where string // what to call the server in errors
 	hc    *http.Client
+
+	date atomic.Pointer[serverDate] // the last response's Date header
 }
 
 // Options configure an HTTPS client.
@@ -183,6 +187,7 @@ func (c *Client) call(ctx context.Context, session, method, path string, in, out
 		return c.netError(err)
 	}
 	defer resp.Body.Close()
+	c.noteDate(resp)
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return readError(resp)
 	}
@@ -243,7 +248,7 @@ func readError(resp *http.Response) *api.Error {
 	if err := json.Unmarshal(b, &e); err != nil || (e.Code == "" && e.Message == "") {
 		return &api.Error{
 			Code:    api.CodeInternal,
-			Message: fmt.Sprintf("teleport-ca answered %s%s", resp.Status, snippet(b)),
+			Message: printable(fmt.Sprintf("teleport-ca answered %s%s", resp.Status, snippet(b))),
 			Status:  resp.StatusCode,
 		}
 	}
@@ -253,8 +258,20 @@ func readError(resp *http.Response) *api.Error {
 	if e.Message == "" {
 		e.Message = fmt.Sprintf("teleport-ca answered %s (%s)", resp.Status, e.Code)
 	}
+	e.Message = printable(e.Message)
 	e.Status = resp.StatusCode
 	return &e
+}
+
+// printable replaces the control characters of a message from the server
+// but newlines, so that printing it cannot drive the user's terminal.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) && r != '\n' {
+			return ' '
+		}
+		return r
+	}, s)
 }
 
 // snippet returns the first line of a non-JSON body, shortened, for an

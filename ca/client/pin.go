@@ -27,6 +27,11 @@ func ParsePin(s string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: pin %q is not hexadecimal", shorten(s))
 	}
+	// Pins are also compared as text (PinOfPEM, a device's saved pin):
+	// only the form PinOf writes may pass here.
+	if hex.EncodeToString(b) != h {
+		return nil, fmt.Errorf("client: pin %q must be written in lower case, as caadm ca show prints it", shorten(s))
+	}
 	return b, nil
 }
 

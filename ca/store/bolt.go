@@ -334,12 +334,10 @@ func (o *op) check(cur []byte) error {
 // validate checks the limits bbolt puts on keys and values, so that they
 // fail the op alone rather than its whole batch.
 func (o *op) validate() error {
-	switch {
-	case o.key == "":
-		return errors.New("store: empty key")
-	case len(o.key) > bolt.MaxKeySize:
-		return fmt.Errorf("store: key of %d bytes exceeds %d", len(o.key), bolt.MaxKeySize)
-	case len(o.value) > bolt.MaxValueSize-8:
+	if err := checkKey(o.key); err != nil {
+		return err
+	}
+	if len(o.value) > bolt.MaxValueSize-8 {
 		return fmt.Errorf("store: %q: value of %d bytes exceeds %d", o.key, len(o.value), bolt.MaxValueSize-8)
 	}
 	return nil

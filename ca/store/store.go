@@ -8,18 +8,25 @@
 //     or committed by a quorum (etcd). Issuance records and audit events rely
 //     on this; a caller is never told "issued" for a record that a crash could
 //     lose.
-//   - Every successful write advances one store-wide revision counter. An
-//     Item carries the revision of its last modification, which is what
-//     CompareAndSwap compares against.
+//   - Every successful write advances one store-wide revision counter by
+//     one, and a failed write leaves it alone. An Item carries the
+//     revision of its last modification, which is what CompareAndSwap
+//     compares against. (On etcd the counter is the cluster's: it does
+//     not start at zero, and other users of the cluster advance it too.)
 //   - Watch delivers the events of a prefix in revision order.
 //
 // Keys are slash-separated strings such as "users/alice"; values are opaque
 // bytes (the ca package stores JSON).
+//
+// Backends: Bolt, a single file on local disk (the default), and Etcd, an
+// etcd cluster shared by several CA replicas. The storetest package holds
+// the conformance suite both pass.
 package store
 
 import (
 	"context"
 	"errors"
+	"fmt"
 )
 
 // Errors a caller branches on. Backends wrap them with the key concerned, so
@@ -37,6 +44,11 @@ var (
 	// ErrClosed: the store has been closed.
 	ErrClosed = errors.New("store: closed")
 )
+
+// MaxKeySize is the longest key, in bytes, that a write accepts: bbolt's
+// limit, which the etcd backend applies too so that data moves between
+// them.
+const MaxKeySize = 32768
 
 // Item is one key with its value and the revision of its last modification.
 type Item struct {
@@ -92,4 +104,16 @@ type Store interface {
 	Watch(ctx context.Context, prefix string, fromRev int64) (<-chan Event, error)
 	// Close releases the backend. Writes in flight finish first.
 	Close() error
+}
+
+// checkKey returns an error if a write may not use key, the same for every
+// backend.
+func checkKey(key string) error {
+	switch {
+	case key == "":
+		return errors.New("store: empty key")
+	case len(key) > MaxKeySize:
+		return fmt.Errorf("store: key of %d bytes exceeds %d", len(key), MaxKeySize)
+	}
+	return nil
 }

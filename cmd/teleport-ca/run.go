@@ -17,6 +17,7 @@ import (
 	"github.com/opensshca/suite/ca"
 	"github.com/opensshca/suite/internal/config"
 	"github.com/opensshca/suite/internal/logging"
+	"github.com/opensshca/suite/internal/metrics"
 	"github.com/opensshca/suite/internal/sdnotify"
 )
 
@@ -46,6 +47,9 @@ type options struct {
 	argonMemory   uint
 	argonThreads  uint
 	logLevel      string
+	storage       storageOptions
+	timeouts      [4]time.Duration // read header, read, write, idle
+	metricsListen string
 }
 
 func (o *options) flags(fs *flag.FlagSet) {
@@ -74,6 +78,12 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.UintVar(&o.argonMemory, "argon2-memory", uint(ca.DefaultArgon2.MemoryKiB), "argon2id memory in KiB for new password hashes")
 	fs.UintVar(&o.argonThreads, "argon2-threads", uint(ca.DefaultArgon2.Threads), "argon2id lanes for new password hashes")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	o.storage.flags(fs)
+	fs.DurationVar(&o.timeouts[0], "read-header-timeout", ca.DefaultReadHeaderTimeout, "time a client may take for the TLS handshake and a request's headers (HTTPS and admin socket); slower clients are closed")
+	fs.DurationVar(&o.timeouts[1], "read-timeout", ca.DefaultReadTimeout, "time a client may take to send a whole request (recording uploads get longer)")
+	fs.DurationVar(&o.timeouts[2], "write-timeout", ca.DefaultWriteTimeout, "time the CA may take to answer after a request's headers (long polls get their wait on top; recording downloads get longer)")
+	fs.DurationVar(&o.timeouts[3], "idle-timeout", ca.DefaultIdleTimeout, "how long an idle keep-alive or HTTP/2 connection stays open")
+	fs.StringVar(&o.metricsListen, "metrics-listen", "", "host:port to serve Prometheus metrics on over plain HTTP at /metrics, such as 127.0.0.1:9580 (default off)")
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -180,6 +190,12 @@ func serve(ctx context.Context, o options, log *slog.Logger, stdout io.Writer) e
 	if err != nil {
 		return err
 	}
+	if cfg.Store, err = o.storage.open(ctx, log); err != nil {
+		return err
+	}
+	if cfg.Store != nil {
+		defer cfg.Store.Close() // after a.Close: the authority does not own it
+	}
 	a, err := ca.New(cfg)
 	if err != nil {
 		return err
@@ -203,12 +219,24 @@ func serve(ctx context.Context, o options, log *slog.Logger, stdout io.Writer) e
 	srv, err := ca.NewServer(a, ca.ServerConfig{
 		Listener: ln, AdminListener: adm, AdminGroup: o.adminGroup,
 		TLSNames: splitComma(o.tlsNames), TLSCertFile: o.tlsCert, TLSKeyFile: o.tlsKey,
+		ReadHeaderTimeout: o.timeouts[0], ReadTimeout: o.timeouts[1], WriteTimeout: o.timeouts[2], IdleTimeout: o.timeouts[3],
 	})
 	if err != nil {
 		ln.Close()
 		adm.Close()
 		return err
 	}
+	mln, err := metrics.Listen(o.metricsListen)
+	if err != nil {
+		ln.Close()
+		adm.Close()
+		return err
+	}
+	go func() {
+		if err := metrics.Serve(ctx, mln, a.Metrics(), log); err != nil {
+			log.Error("metrics stopped", "err", err)
+		}
+	}()
 	log.Info("serving", "listen", ln.Addr().String(), "admin_socket", o.adminSocket)
 	go sdnotify.Watchdog(ctx, func() error { return a.Healthy(ctx) }, log)
 	go a.RunSweeper(ctx, 10*time.Minute)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/opensshca/suite/internal/cli"
 	"github.com/opensshca/suite/internal/logging"
+	"github.com/opensshca/suite/internal/metrics"
 	"github.com/opensshca/suite/internal/nodedir"
 	"github.com/opensshca/suite/node"
 )
@@ -250,7 +251,7 @@ Example:
 func runCmd(stderr io.Writer) *ffcli.Command {
 	fs := newFlagSet("run")
 	var cfg node.RunConfig
-	var dir, reload, logLevel string
+	var dir, reload, logLevel, metricsListen string
 	cfg.NSS = node.DefaultNSS
 	fs.StringVar(&dir, "data-dir", nodedir.DefaultDir, "data `directory`")
 	fs.StringVar(&reload, "reload-command", strings.Join(node.DefaultReload, " "), "`command` that makes sshd re-read its host certificate; empty for none")
@@ -261,6 +262,7 @@ func runCmd(stderr io.Writer) *ffcli.Command {
 	var proxies string
 	fs.StringVar(&proxies, "proxy", "", "comma-separated proxy tunnel `addresses` (host:port) to hold reverse tunnels to; default: every proxy the CA lists")
 	fs.StringVar(&cfg.SSHDAddr, "sshd-addr", "127.0.0.1:22", "the node's own sshd, the only `address` the tunnels connect to")
+	fs.StringVar(&metricsListen, "metrics-listen", "", "`host:port` to serve Prometheus metrics on over plain HTTP at /metrics, such as 127.0.0.1:9582 (default off)")
 	fs.DurationVar(&cfg.RenewCheck, "renew-check", time.Minute, "how often the host and TLS certificates' ages are checked (renewal happens at two thirds of their life)")
 	fs.BoolVar(&cfg.NoTunnels, "no-tunnels", false, "hold no reverse tunnels (the proxies must then reach this sshd directly)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
@@ -294,10 +296,22 @@ Example:
 					cfg.Proxies = append(cfg.Proxies, p)
 				}
 			}
-			r, err := node.NewRunner(cfg)
+			mln, err := metrics.Listen(metricsListen)
 			if err != nil {
 				return err
 			}
+			r, err := node.NewRunner(cfg)
+			if err != nil {
+				if mln != nil {
+					mln.Close()
+				}
+				return err
+			}
+			go func() {
+				if err := metrics.Serve(ctx, mln, r.Metrics(), cfg.Log); err != nil {
+					cfg.Log.Error("metrics stopped", "err", err)
+				}
+			}()
 			cfg.Log.Info("teleport-node running", "data_dir", dir)
 			return r.Run(ctx)
 		},

@@ -18,6 +18,7 @@ import (
 
 	"github.com/opensshca/suite/internal/config"
 	"github.com/opensshca/suite/internal/logging"
+	"github.com/opensshca/suite/internal/metrics"
 	"github.com/opensshca/suite/sshproxy"
 )
 
@@ -55,7 +56,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		fs.PrintDefaults()
 	}
 	var cfg sshproxy.Config
-	var configFile, logLevel string
+	var configFile, logLevel, metricsListen string
 	fs.StringVar(&configFile, "config", "", "TOML configuration `file` (keys are the flag names)")
 	fs.StringVar(&cfg.DataDir, "data-dir", sshproxy.DefaultDataDir, "data `directory`: identity, cached policy, recording spool (mode 0700)")
 	fs.StringVar(&cfg.Join.Server, "server", "", "CA `URL` (first start only), e.g. https://ca.example.com:3080")
@@ -72,7 +73,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.Int64Var(&cfg.MinRecordingFree, "min-recording-free", 64<<20, "free `bytes` the recording directory must have for a new recorded session")
 	fs.DurationVar(&cfg.HandshakeTimeout, "handshake-timeout", 10*time.Second, "time an unauthenticated connection may take to log in")
 	fs.IntVar(&cfg.MaxUnauthenticated, "max-unauthenticated", 512, "connections that may be logging in at once; more are closed")
+	fs.DurationVar(&cfg.MaxPolicyAge, "max-policy-age", time.Hour, "while the CA is unreachable, the proxy signs session certificates itself for this long after the CA last confirmed its policy; then new sessions wait for the CA")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&metricsListen, "metrics-listen", "", "`host:port` to serve Prometheus metrics on over plain HTTP at /metrics, such as 127.0.0.1:9581 (default off)")
 	if err := config.Parse(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -93,11 +96,24 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		cfg.Join.Name, _ = os.Hostname()
 	}
 	cfg.Logger = logging.New(stderr, level)
+	mln, err := metrics.Listen(metricsListen)
+	if err != nil {
+		fmt.Fprintf(stderr, "teleport-proxy: %v\n", err)
+		return 2
+	}
 	p, err := sshproxy.New(ctx, cfg)
 	if err != nil {
+		if mln != nil {
+			mln.Close()
+		}
 		fmt.Fprintf(stderr, "teleport-proxy: %v\n", err)
 		return 1
 	}
+	go func() {
+		if err := metrics.Serve(ctx, mln, p.Metrics(), cfg.Logger); err != nil {
+			cfg.Logger.Error("metrics stopped", "err", err)
+		}
+	}()
 	if err := p.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintf(stderr, "teleport-proxy: %v\n", err)
 		return 1

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"fmt"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -227,9 +228,13 @@ func (s *session) nodeRequest(req *ssh.Request) {
 	_ = req.Reply(ok && err == nil, nil)
 }
 
+// refuse refuses a request the user's roles do not permit. OpenSSH asks
+// for agent and X11 forwarding without wanting a reply, so the refusal
+// alone would go unseen: the user is told on the session's stderr.
 func (s *session) refuse(req *ssh.Request, why string) {
 	s.log.Info("relay: refused session request", "request", req.Type, "reason", why)
 	_ = req.Reply(false, nil)
+	_, _ = fmt.Fprintf(s.in.Stderr(), "teleport-proxy: %s by your roles on this node\r\n", why)
 }
 
 func (s *session) malformed(req *ssh.Request, err error) {

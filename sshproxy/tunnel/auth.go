@@ -49,6 +49,9 @@ func (s *Server) authenticate(meta ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Pe
 			attrs = append(attrs, "key_id", truncate(cert.KeyId, 64), "serial", cert.Serial)
 		}
 		s.logger().Warn("tunnel: node refused", attrs...)
+		if s.OnRefused != nil {
+			s.OnRefused(truncate(name, 64), meta.RemoteAddr().String(), err.Error())
+		}
 		return nil, errRefused
 	}
 	info := &certInfo{

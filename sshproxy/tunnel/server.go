@@ -79,6 +79,11 @@ type Server struct {
 	// Calls are made one at a time, in the order of the changes; they must
 	// not block for long, and may call Connected and Dial.
 	OnChange func(node string, up bool)
+	// OnRefused, if set, is called for every node refused at
+	// authentication, with the name it gave (cut to 64 bytes), its
+	// address and the reason (for the log and the audit log, never for
+	// the peer). It must not block for long.
+	OnRefused func(node, remote, reason string)
 
 	once    sync.Once
 	config  *ssh.ServerConfig
