@@ -43,6 +43,7 @@ type cluster struct {
 	hostCA   string
 
 	proxyDir           string
+	proxyName          string // default proxy1
 	proxyAddr, tunAddr string
 	proxy              *exec.Cmd
 	proxyLog           *testbin.Buffer
@@ -99,7 +100,11 @@ func (c *cluster) startProxy(extra ...string) {
 	args := []string{"--data-dir", c.proxyDir, "--listen", c.proxyAddr, "--tunnel-listen", c.tunAddr,
 		"--public-addr", c.proxyAddr, "--log-level", "debug"}
 	if _, err := os.Stat(filepath.Join(c.proxyDir, "proxy.json")); err != nil {
-		args = append(args, "--server", c.ca.URL(), "--token", c.token("proxy", nil), "--ca-pin", c.ca.Pin, "--name", "proxy1")
+		name := c.proxyName
+		if name == "" {
+			name = "proxy1"
+		}
+		args = append(args, "--server", c.ca.URL(), "--token", c.token("proxy", nil), "--ca-pin", c.ca.Pin, "--name", name)
 	}
 	c.proxyLog = new(testbin.Buffer)
 	c.proxy = exec.Command(c.bins["teleport-proxy"], append(args, extra...)...)
@@ -151,6 +156,7 @@ type testNode struct {
 	dir  string
 	sshd *testbin.SSHD
 	log  *testbin.Buffer
+	run  *exec.Cmd // teleport-node run
 }
 
 func (c *cluster) startNode(name string, labels map[string]string) *testNode {
@@ -187,6 +193,7 @@ func (c *cluster) startNodeWith(name string, labels map[string]string, joinArgs,
 	if err := run.Start(); err != nil {
 		t.Fatal(err)
 	}
+	n.run = run
 	t.Cleanup(func() {
 		_ = run.Process.Kill()
 		_ = run.Wait()
