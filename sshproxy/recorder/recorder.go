@@ -41,9 +41,11 @@ var ErrClosed = errors.New("recorder: recording closed")
 var ErrInvalidID = errors.New("recorder: invalid recording id")
 
 // ValidID reports whether id can name a recording: 1 to 128 characters
-// from [A-Za-z0-9._-], starting with a letter or digit and without "..".
-// Ids become file names in the spool directory, so anything that could
-// reach another directory or a hidden file is refused.
+// from [A-Za-z0-9_-], starting with a letter or digit: what the CA
+// accepts for an upload (ca.recordingIDRE), so the spool never holds a
+// recording the CA would refuse forever. Ids become file names in the
+// spool directory, so nothing can reach another directory or a hidden
+// file, or look like the spool's own ".cast.part" suffixes.
 func ValidID(id string) error {
 	if id == "" || len(id) > 128 {
 		return fmt.Errorf("%w %q: must be 1 to 128 characters", ErrInvalidID, id)
@@ -54,11 +56,8 @@ func ValidID(id string) error {
 		if i == 0 && !alnum {
 			return fmt.Errorf("%w %q: must start with a letter or digit", ErrInvalidID, id)
 		}
-		if !alnum && c != '.' && c != '_' && c != '-' {
-			return fmt.Errorf("%w %q: only letters, digits, '.', '_' and '-' are allowed", ErrInvalidID, id)
-		}
-		if c == '.' && i > 0 && id[i-1] == '.' {
-			return fmt.Errorf("%w %q: must not contain \"..\"", ErrInvalidID, id)
+		if !alnum && c != '_' && c != '-' {
+			return fmt.Errorf("%w %q: only letters, digits, '_' and '-' are allowed", ErrInvalidID, id)
 		}
 	}
 	return nil

@@ -432,8 +432,10 @@ func TestValidID(t *testing.T) {
 	}{
 		{"a", true},
 		{"4f6c1a2e-9b1d-4c55-8a3e-2f0f1e7d9c10-0", true},
-		{"A1.b_c-d", true},
-		{"x.", true},
+		{"A1b_c-d", true},
+		{"x-", true},
+		{"A1.b_c-d", false}, // the CA refuses '.' in recording ids
+		{"x.", false},
 		{strings.Repeat("a", 128), true},
 		{"", false},
 		{"../x", false},
