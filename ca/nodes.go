@@ -156,6 +156,13 @@ func (a *Authority) checkPrincipalsFree(ctx context.Context, self string, princi
 		}
 		if owner, ok := held[p]; ok && owner != self {
 			kind, name, _ := strings.Cut(owner, "/")
+			// Proxies may share a public name (proxy.example.com in front
+			// of several, through DNS or a load balancer): they are
+			// equally trusted. A node's names and a proxy's own cluster
+			// name are never shared.
+			if kind == "proxy" && strings.HasPrefix(self, "proxy/") && p != name && p != strings.TrimPrefix(self, "proxy/") {
+				continue
+			}
 			return invalidf("the name %q belongs to %s %q; choose another name or remove that %s", p, kind, name, kind)
 		}
 	}

@@ -83,6 +83,23 @@ func TestJoinProxy(t *testing.T) {
 	if info.ProxyAddr != "bastion.example.com:3023" || len(info.Proxies) != 1 || info.Proxies[0].TunnelAddr != "10.0.0.9:3024" {
 		t.Fatalf("info: proxy addr %q proxies %+v", info.ProxyAddr, info.Proxies)
 	}
+	// Proxies may share a public name (several behind one DNS name or
+	// load balancer), but not another proxy's own name.
+	if _, err := a.JoinProxy(ctx, api.ProxyJoinRequest{
+		Token: nodeToken(t, a, TokenProxy, nil), Name: "proxy3", PublicAddr: "bastion.example.com:3023", TunnelAddr: "bastion.example.com:3024",
+		HostPublicKey: authorizedKey(newPub(t)), TLSPublicKey: tlsPub,
+	}, "127.0.0.1"); err != nil {
+		t.Fatalf("a second proxy behind the same public name: %v", err)
+	}
+	if _, err := a.JoinProxy(ctx, api.ProxyJoinRequest{
+		Token: nodeToken(t, a, TokenProxy, nil), Name: "proxy4", PublicAddr: "proxy1:3023", TunnelAddr: "p4.example.com:3024",
+		HostPublicKey: authorizedKey(newPub(t)), TLSPublicKey: tlsPub,
+	}, "127.0.0.1"); err == nil || !strings.Contains(err.Error(), `belongs to proxy "proxy1"`) {
+		t.Fatalf("a proxy taking another proxy's name as its address: %v", err)
+	}
+	if err := a.RemoveProxy(ctx, "proxy3", "test"); err != nil {
+		t.Fatal(err)
+	}
 	if err := a.RemoveProxy(ctx, "proxy1", "test"); err != nil {
 		t.Fatal(err)
 	}
