@@ -174,6 +174,9 @@ func (c *cluster) startProxy(addr string, edit func(*Server), wrap func(net.List
 	if wrap != nil {
 		l = wrap(l)
 	}
+	// Initialize before Serve runs in its goroutine, so that tests may
+	// look at the server's maps (under its mutex) at once.
+	p.init()
 	go func() { p.served <- p.Serve(l) }()
 	c.t.Cleanup(func() { p.stop() })
 	return p
