@@ -34,6 +34,14 @@ type Config struct {
 	KeyType KeyType
 	// Store is the backend; nil opens bbolt at DataDir/state.db.
 	Store store.Store
+	// KeyEncryptionKey, when set (KeyFileSize bytes, see ReadKeyFile),
+	// keeps the CA keys in the store, sealed with it, instead of as files
+	// in DataDir: for several replicas on one shared store, which all
+	// sign with the keys the first of them made (see sharedkeys.go).
+	KeyEncryptionKey []byte
+	// RecordingsDir holds uploaded session recordings (default
+	// DataDir/recordings). Replicas on one store must share it.
+	RecordingsDir string
 
 	// Clock returns the current time; nil means time.Now.
 	Clock func() time.Time
@@ -120,6 +128,9 @@ func (c *Config) setDefaults() {
 func (c *Config) check() error {
 	if c.DataDir == "" {
 		return errors.New("ca: data dir is not set (--data-dir)")
+	}
+	if c.KeyEncryptionKey != nil && len(c.KeyEncryptionKey) != KeyFileSize {
+		return fmt.Errorf("ca: key-encryption key of %d bytes; want %d", len(c.KeyEncryptionKey), KeyFileSize)
 	}
 	if err := checkKeyType(c.KeyType); err != nil {
 		return fmt.Errorf("ca: --ca-key-type: %w", err)

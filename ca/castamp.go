@@ -47,27 +47,53 @@ func (a *Authority) openKeys() error {
 	case !errors.Is(err, store.ErrNotFound):
 		return fmt.Errorf("ca: reading %s: %w", stampKey, err)
 	}
-	if a.keys, a.Created, err = loadOrCreateKeys(a.cfg.DataDir, a.cfg.KeyType, a.rand, have != nil); err != nil {
+	if a.cfg.KeyEncryptionKey != nil {
+		a.keys, a.Created, err = a.openSharedKeys(ctx, have)
+	} else {
+		a.keys, a.Created, err = loadOrCreateKeys(a.cfg.DataDir, a.cfg.KeyType, a.rand, have != nil)
+	}
+	if err != nil {
 		return err
 	}
 	want := a.keys.stamp()
+	where := "data dir " + a.cfg.DataDir
+	if a.cfg.KeyEncryptionKey != nil {
+		where = "store record " + sharedKeysKey
+	}
 	if have == nil {
 		want.Created = a.now().UTC()
 		b, err := json.Marshal(want)
 		if err != nil {
 			return err
 		}
-		if _, err := a.store.Create(ctx, stampKey, b); err != nil {
-			return fmt.Errorf("ca: recording the CA in the store: %w", err)
+		_, err = a.store.Create(ctx, stampKey, b)
+		if !errors.Is(err, store.ErrExists) {
+			if err != nil {
+				return fmt.Errorf("ca: recording the CA in the store: %w", err)
+			}
+			return nil
 		}
-		return nil
+		// Another replica recorded it first: it must be these keys.
+		if it, err = a.store.Get(ctx, stampKey); err != nil {
+			return fmt.Errorf("ca: reading %s: %w", stampKey, err)
+		}
+		have = &caStamp{}
+		if err := json.Unmarshal(it.Value, have); err != nil {
+			return fmt.Errorf("ca: store record %s is damaged: %w", stampKey, err)
+		}
 	}
+	return checkStamp(*have, want, where)
+}
+
+// checkStamp compares the keys found (want) in where with the store's
+// stamp (have).
+func checkStamp(have, want caStamp, where string) error {
 	for _, f := range []struct{ name, have, want string }{
 		{fileUserCA, have.UserCA, want.UserCA}, {fileHostCA, have.HostCA, want.HostCA},
 		{fileSessionCA, have.SessionCA, want.SessionCA}, {fileTLSRootKey, have.Pin, want.Pin},
 	} {
 		if f.have != f.want {
-			return fmt.Errorf("ca: %s in %s (%s) is not the key this store was made with (%s): the data dir mixes two clusters; restore the matching key", f.name, a.cfg.DataDir, f.want, f.have)
+			return fmt.Errorf("ca: %s in %s (%s) is not the key this store was made with (%s): the data dir mixes two clusters; restore the matching key", f.name, where, f.want, f.have)
 		}
 	}
 	return nil

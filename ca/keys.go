@@ -144,6 +144,11 @@ func loadSSHKey(path string) (crypto.Signer, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseSSHKey(b, path)
+}
+
+// parseSSHKey parses an OpenSSH private key; path says where it came from.
+func parseSSHKey(b []byte, path string) (crypto.Signer, error) {
 	raw, err := ssh.ParseRawPrivateKey(b)
 	if err != nil {
 		return nil, fmt.Errorf("ca: private key %s is damaged or not an OpenSSH private key (%v); restore it from backup", path, err)
@@ -171,11 +176,11 @@ func checkKeyStrength(k crypto.Signer) error {
 }
 
 func writeSSHKey(path string, k crypto.Signer, comment string) error {
-	block, err := ssh.MarshalPrivateKey(k, comment)
+	b, err := marshalSSHKey(k, comment)
 	if err != nil {
 		return fmt.Errorf("ca: encoding %s: %w", path, err)
 	}
-	if err := atomicfile.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
+	if err := atomicfile.WriteFile(path, b, 0o600); err != nil {
 		return err
 	}
 	pub, err := ssh.NewPublicKey(k.Public())
@@ -184,6 +189,14 @@ func writeSSHKey(path string, k crypto.Signer, comment string) error {
 	}
 	line := fmt.Sprintf("%s %s\n", trimNL(ssh.MarshalAuthorizedKey(pub)), comment)
 	return atomicfile.WriteFile(path+".pub", []byte(line), 0o644)
+}
+
+func marshalSSHKey(k crypto.Signer, comment string) ([]byte, error) {
+	block, err := ssh.MarshalPrivateKey(k, comment)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(block), nil
 }
 
 func trimNL(b []byte) string {

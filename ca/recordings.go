@@ -21,7 +21,9 @@ import (
 
 // Session recordings: proxies upload each finished asciicast v2 file once
 // (retrying until the CA has it). The CA keeps the file in
-// DataDir/recordings/<id>.cast (0600, written atomically) and a metadata
+// RecordingsDir/<id>.cast (0600, written atomically; by default
+// DataDir/recordings, which replicas on one store must replace with a
+// directory on storage they all mount) and a metadata
 // record under "recordings/<id>" written after the file is in place, so
 // a listed recording always has its file. An upload of an id the CA
 // already has succeeds without rewriting it.
@@ -44,7 +46,12 @@ func ValidateRecordingID(id string) error {
 
 func recordingKey(id string) string { return "recordings/" + id }
 
-func (a *Authority) recordingsDir() string { return filepath.Join(a.cfg.DataDir, "recordings") }
+func (a *Authority) recordingsDir() string {
+	if a.cfg.RecordingsDir != "" {
+		return a.cfg.RecordingsDir
+	}
+	return filepath.Join(a.cfg.DataDir, "recordings")
+}
 
 func (a *Authority) recordingPath(id string) string {
 	return filepath.Join(a.recordingsDir(), id+".cast")
@@ -172,7 +179,7 @@ func (a *Authority) OpenRecording(ctx context.Context, id string) (*os.File, err
 	}
 	f, err := os.Open(a.recordingPath(id))
 	if err != nil {
-		return nil, fmt.Errorf("ca: recording %s is listed but its file cannot be opened (was the data dir restored without recordings/?): %w", id, err)
+		return nil, fmt.Errorf("ca: recording %s is listed but its file cannot be opened (was the data dir restored without recordings/, or do replicas sharing a store not share --recordings-dir?): %w", id, err)
 	}
 	return f, nil
 }

@@ -69,13 +69,25 @@ func randomSerial(r io.Reader) (*big.Int, error) {
 }
 
 func createTLSRoot(dir string, r io.Reader) error {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), r)
+	keyPEM, certPEM, err := newTLSRoot(r)
 	if err != nil {
 		return err
 	}
+	if err := atomicfile.WriteFile(filepath.Join(dir, fileTLSRootKey), keyPEM, 0o600); err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(filepath.Join(dir, fileTLSRootCert), certPEM, 0o600)
+}
+
+// newTLSRoot makes a root key and its self-signed certificate, both PEM.
+func newTLSRoot(r io.Reader) (keyPEM, certPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), r)
+	if err != nil {
+		return nil, nil, err
+	}
 	serial, err := randomSerial(r)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
@@ -90,21 +102,28 @@ func createTLSRoot(dir string, r io.Reader) error {
 	}
 	der, err := x509.CreateCertificate(r, tmpl, tmpl, key.Public(), key)
 	if err != nil {
-		return fmt.Errorf("ca: creating TLS root: %w", err)
+		return nil, nil, fmt.Errorf("ca: creating TLS root: %w", err)
 	}
-	if err := writePKCS8(filepath.Join(dir, fileTLSRootKey), key); err != nil {
-		return err
+	if keyPEM, err = marshalPKCS8(key); err != nil {
+		return nil, nil, fmt.Errorf("ca: encoding the TLS root key: %w", err)
 	}
-	return atomicfile.WriteFile(filepath.Join(dir, fileTLSRootCert),
-		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	return keyPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
 }
 
 func writePKCS8(path string, k crypto.Signer) error {
-	der, err := x509.MarshalPKCS8PrivateKey(k)
+	b, err := marshalPKCS8(k)
 	if err != nil {
 		return fmt.Errorf("ca: encoding %s: %w", path, err)
 	}
-	return atomicfile.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	return atomicfile.WriteFile(path, b, 0o600)
+}
+
+func marshalPKCS8(k crypto.Signer) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }
 
 func readPKCS8(path string) (crypto.Signer, error) {
@@ -112,6 +131,11 @@ func readPKCS8(path string) (crypto.Signer, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parsePKCS8(b, path)
+}
+
+// parsePKCS8 parses a PEM PKCS#8 private key; path says where it came from.
+func parsePKCS8(b []byte, path string) (crypto.Signer, error) {
 	blk, _ := pem.Decode(b)
 	if blk == nil || blk.Type != "PRIVATE KEY" {
 		return nil, fmt.Errorf("ca: private key %s is damaged (no PKCS#8 PEM block); restore it from backup", path)
@@ -132,6 +156,11 @@ func readCert(path string) (*x509.Certificate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ca: %w", err)
 	}
+	return parseCertPEM(b, path)
+}
+
+// parseCertPEM parses a PEM certificate; path says where it came from.
+func parseCertPEM(b []byte, path string) (*x509.Certificate, error) {
 	blk, _ := pem.Decode(b)
 	if blk == nil || blk.Type != "CERTIFICATE" {
 		return nil, fmt.Errorf("ca: certificate %s is damaged (no CERTIFICATE PEM block)", path)
@@ -152,6 +181,11 @@ func loadTLSRoot(dir string) (*tlsRoot, error) {
 	if err != nil {
 		return nil, err
 	}
+	return checkTLSRoot(key, cert)
+}
+
+// checkTLSRoot checks that cert is a CA certificate for key.
+func checkTLSRoot(key crypto.Signer, cert *x509.Certificate) (*tlsRoot, error) {
 	if !publicKeysEqual(cert.PublicKey, key.Public()) {
 		return nil, fmt.Errorf("ca: %s does not belong to %s; restore the pair from backup", fileTLSRootCert, fileTLSRootKey)
 	}

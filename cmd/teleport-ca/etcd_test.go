@@ -22,7 +22,8 @@ func TestEtcdStorage(t *testing.T) {
 	t.Parallel()
 	srv := storetest.StartEtcd(t, storetest.EtcdConfig{})
 	const prefix = "/teleport-ca/test/"
-	c := testbin.StartCA(t, "--storage", "etcd", "--etcd-endpoints", srv.Endpoint, "--etcd-prefix", prefix)
+	keyFile := newKeyFile(t)
+	c := testbin.StartCA(t, "--storage", "etcd", "--etcd-endpoints", srv.Endpoint, "--etcd-prefix", prefix, "--key-file", keyFile)
 	hc, session := signIn(t, c, "alice")
 	ctx := bg(t)
 	cert, err := hc.SignUser(ctx, session, api.SignUserRequest{PublicKey: publicKeys(t, 1)[0]})
@@ -55,7 +56,7 @@ func TestEtcdStorage(t *testing.T) {
 	}
 
 	conf := filepath.Join(t.TempDir(), "teleport-ca.toml")
-	toml := "storage = \"etcd\"\n[etcd]\nendpoints = \"" + srv.Endpoint + "\"\nprefix = \"" + prefix + "\"\ntimeout = \"10s\"\n"
+	toml := "storage = \"etcd\"\nkey-file = \"" + keyFile + "\"\n[etcd]\nendpoints = \"" + srv.Endpoint + "\"\nprefix = \"" + prefix + "\"\ntimeout = \"10s\"\n"
 	if err := os.WriteFile(conf, []byte(toml), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -85,6 +86,7 @@ func TestStorageFlags(t *testing.T) {
 	}
 	closed := testbin.FreePort(t)
 	testbin.Build(t, testbin.TeleportCA) // not timed below
+	kf := newKeyFile(t)
 	tests := []struct {
 		name string
 		args []string
@@ -93,11 +95,12 @@ func TestStorageFlags(t *testing.T) {
 		{"unknown backend", []string{"--storage", "sqlite"}, []string{`--storage "sqlite"`, `"bolt" or "etcd"`}},
 		{"etcd without endpoints", []string{"--storage", "etcd"}, []string{"--storage etcd needs --etcd-endpoints"}},
 		{"etcd flags with bolt", []string{"--etcd-endpoints", "http://" + closed, "--etcd-user", "ca"}, []string{"--etcd-endpoints, --etcd-user set, but --storage is bolt"}},
-		{"user without password file", []string{"--storage", "etcd", "--etcd-endpoints", closed, "--etcd-user", "ca"}, []string{"--etcd-user and --etcd-password-file go together"}},
-		{"missing password file", []string{"--storage", "etcd", "--etcd-endpoints", closed, "--etcd-user", "ca", "--etcd-password-file", filepath.Join(dir, "missing")}, []string{"--etcd-password-file", "missing"}},
-		{"empty password file", []string{"--storage", "etcd", "--etcd-endpoints", closed, "--etcd-user", "ca", "--etcd-password-file", empty}, []string{"is empty"}},
-		{"prefix without slash", []string{"--storage", "etcd", "--etcd-endpoints", closed, "--etcd-prefix", "/ca"}, []string{`"/ca" must end in "/"`}},
-		{"unreachable", []string{"--storage", "etcd", "--etcd-endpoints", "http://" + closed, "--etcd-timeout", "1s"}, []string{"http://" + closed, "did not answer within 1s", "connection refused"}},
+		{"key file with bolt", []string{"--key-file", kf}, []string{"--key-file set, but --storage is bolt"}},
+		{"user without password file", []string{"--storage", "etcd", "--etcd-endpoints", closed, "--etcd-user", "ca", "--key-file", kf}, []string{"--etcd-user and --etcd-password-file go together"}},
+		{"missing password file", []string{"--storage", "etcd", "--etcd-endpoints", closed, "--etcd-user", "ca", "--etcd-password-file", filepath.Join(dir, "missing"), "--key-file", kf}, []string{"--etcd-password-file", "missing"}},
+		{"empty password file", []string{"--storage", "etcd", "--etcd-endpoints", closed, "--etcd-user", "ca", "--etcd-password-file", empty, "--key-file", kf}, []string{"is empty"}},
+		{"prefix without slash", []string{"--storage", "etcd", "--etcd-endpoints", closed, "--etcd-prefix", "/ca", "--key-file", kf}, []string{`"/ca" must end in "/"`}},
+		{"unreachable", []string{"--storage", "etcd", "--etcd-endpoints", "http://" + closed, "--etcd-timeout", "1s", "--key-file", kf}, []string{"http://" + closed, "did not answer within 1s", "connection refused"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -50,6 +51,7 @@ type options struct {
 	storage       storageOptions
 	timeouts      [4]time.Duration // read header, read, write, idle
 	metricsListen string
+	recordingsDir string
 }
 
 func (o *options) flags(fs *flag.FlagSet) {
@@ -83,10 +85,14 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.timeouts[1], "read-timeout", ca.DefaultReadTimeout, "time a client may take to send a whole request (recording uploads get longer)")
 	fs.DurationVar(&o.timeouts[2], "write-timeout", ca.DefaultWriteTimeout, "time the CA may take to answer after a request's headers (long polls get their wait on top; recording downloads get longer)")
 	fs.DurationVar(&o.timeouts[3], "idle-timeout", ca.DefaultIdleTimeout, "how long an idle keep-alive or HTTP/2 connection stays open")
+	fs.StringVar(&o.recordingsDir, "recordings-dir", "", "directory for uploaded session recordings (default <data-dir>/recordings); replicas on one etcd must share it (a network file system all of them mount)")
 	fs.StringVar(&o.metricsListen, "metrics-listen", "", "host:port to serve Prometheus metrics on over plain HTTP at /metrics, such as 127.0.0.1:9580 (default off)")
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "gen-key-file" {
+		return genKeyFile(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("teleport-ca", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -99,6 +105,8 @@ on --admin-socket. The first start prints the TLS pin clients need.
 Example:
   teleport-ca --data-dir /var/lib/teleport-ca --listen :3080 \
       --public-url https://ca.example.com:3080
+
+  teleport-ca gen-key-file PATH   writes a new --key-file for --storage etcd
 
 Flags:
 `)
@@ -143,6 +151,7 @@ func (o *options) authorityConfig(log *slog.Logger) (ca.Config, error) {
 		UIDMin:                   uidMin,
 		UIDMax:                   uidMax,
 		DataDir:                  o.dataDir,
+		RecordingsDir:            o.recordingsDir,
 		KeyType:                  ca.KeyType(o.keyType),
 		Logger:                   log,
 		LoginPattern:             o.loginPattern,
@@ -190,19 +199,31 @@ func serve(ctx context.Context, o options, log *slog.Logger, stdout io.Writer) e
 	if err != nil {
 		return err
 	}
-	if cfg.Store, err = o.storage.open(ctx, log); err != nil {
+	if cfg.Store, cfg.KeyEncryptionKey, err = o.storage.open(ctx, log); err != nil {
 		return err
 	}
 	if cfg.Store != nil {
 		defer cfg.Store.Close() // after a.Close: the authority does not own it
 	}
+	if cfg.Store != nil && o.recordingsDir == "" {
+		log.Warn("recordings are kept in this replica's data dir: other replicas on this etcd cannot serve them; set --recordings-dir to storage all replicas share", "dir", filepath.Join(o.dataDir, "recordings"))
+	}
 	a, err := ca.New(cfg)
 	if err != nil {
+		if errors.Is(err, ca.ErrWrongKeyFile) {
+			err = fmt.Errorf("--key-file %s: %w", o.storage.sealKeyFile, err)
+		}
 		return err
 	}
 	defer a.Close()
-	if a.Created {
+	switch {
+	case a.Created && cfg.KeyEncryptionKey != nil:
+		fmt.Fprintf(stdout, "teleport-ca: created a new authority in etcd (prefix %s), its keys encrypted with %s\nCA pin: %s\n", o.storage.prefix, o.storage.sealKeyFile, a.Pin())
+	case a.Created:
 		fmt.Fprintf(stdout, "teleport-ca: created a new authority in %s\nCA pin: %s\n", o.dataDir, a.Pin())
+	case cfg.KeyEncryptionKey != nil:
+		// Every replica says which authority it joined.
+		fmt.Fprintf(stdout, "teleport-ca: serving the authority in etcd (prefix %s)\nCA pin: %s\n", o.storage.prefix, a.Pin())
 	}
 	log.Info("authority ready", "data_dir", o.dataDir, "pin", a.Pin(), "new", a.Created)
 
@@ -294,4 +315,37 @@ func listenAdmin(path, group string) (net.Listener, error) {
 		}
 	}
 	return ln, nil
+}
+
+// genKeyFile is "teleport-ca gen-key-file PATH": a new key file for
+// --key-file, never replacing an existing one.
+func genKeyFile(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("teleport-ca gen-key-file", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `Usage: teleport-ca gen-key-file PATH
+
+Writes 32 random bytes, as 64 hex digits, to the new file PATH (mode 0600,
+never replacing an existing file): the key that encrypts the CA keys kept
+in etcd (--storage etcd --key-file PATH). Give every replica a copy,
+owned by the user teleport-ca runs as, mode 0600, and keep one offline:
+without it the CA keys in etcd cannot be opened.
+`)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return 2
+	}
+	if err := ca.GenerateKeyFile(fs.Arg(0), rand.Reader); err != nil {
+		fmt.Fprintf(stderr, "teleport-ca: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "teleport-ca: wrote a new key file %s; copy it to every replica (mode 0600) and keep a copy offline\n", fs.Arg(0))
+	return 0
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/opensshca/suite/ca"
 	"github.com/opensshca/suite/ca/store"
 )
 
@@ -31,6 +32,8 @@ type storageOptions struct {
 	user         string
 	passwordFile string
 	timeout      time.Duration
+	// sealKeyFile is --key-file: the key that seals the CA keys in etcd.
+	sealKeyFile string
 }
 
 func (s *storageOptions) flags(fs *flag.FlagSet) {
@@ -43,31 +46,44 @@ func (s *storageOptions) flags(fs *flag.FlagSet) {
 	fs.StringVar(&s.user, "etcd-user", "", "etcd user name, when etcd has authentication enabled (needs readwrite on --etcd-prefix)")
 	fs.StringVar(&s.passwordFile, "etcd-password-file", "", "file holding the password of --etcd-user (one line)")
 	fs.DurationVar(&s.timeout, "etcd-timeout", defaultEtcdTimeout, "how long to wait for etcd to connect and to answer each request")
+	fs.StringVar(&s.sealKeyFile, "key-file", "", "with --storage etcd (required): file of the key that encrypts the CA keys kept in etcd; every replica needs a copy (make one with: teleport-ca gen-key-file PATH)")
 }
 
 // open returns the store the options select, or nil for bbolt, which
-// ca.New opens in the data dir itself.
-func (s *storageOptions) open(ctx context.Context, log *slog.Logger) (store.Store, error) {
+// ca.New opens in the data dir itself, and with etcd the key that seals
+// the CA keys kept there (read before etcd is contacted, so a missing or
+// unsafe key file stops the start without a request to etcd).
+func (s *storageOptions) open(ctx context.Context, log *slog.Logger) (store.Store, []byte, error) {
 	switch s.backend {
 	case "bolt":
 		if set := s.etcdFlagsSet(); len(set) > 0 {
-			return nil, fmt.Errorf("%s set, but --storage is bolt: set --storage etcd to keep the state in etcd", strings.Join(set, ", "))
+			return nil, nil, fmt.Errorf("%s set, but --storage is bolt: set --storage etcd to keep the state in etcd", strings.Join(set, ", "))
 		}
-		return nil, nil
+		if s.sealKeyFile != "" {
+			return nil, nil, errors.New("--key-file set, but --storage is bolt: with bolt the CA keys are files in --data-dir; --key-file seals them in etcd")
+		}
+		return nil, nil, nil
 	case "etcd":
 	default:
-		return nil, fmt.Errorf(`--storage %q: want "bolt" or "etcd"`, s.backend)
+		return nil, nil, fmt.Errorf(`--storage %q: want "bolt" or "etcd"`, s.backend)
 	}
 	opts, err := s.etcdOptions(log)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	if s.sealKeyFile == "" {
+		return nil, nil, errors.New("--storage etcd needs --key-file: the CA keys are kept in etcd encrypted with the key in that file, and every replica needs a copy of it (make one with: teleport-ca gen-key-file PATH)")
+	}
+	kek, err := ca.ReadKeyFile(s.sealKeyFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--key-file: %w", err)
 	}
 	st, err := store.OpenEtcd(ctx, opts)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	log.Info("state in etcd", "endpoints", opts.Endpoints, "prefix", opts.Prefix, "user", opts.Username)
-	return st, nil
+	log.Info("state in etcd", "endpoints", opts.Endpoints, "prefix", opts.Prefix, "user", opts.Username, "key_file", s.sealKeyFile)
+	return st, kek, nil
 }
 
 // etcdFlagsSet names the etcd flags that differ from their defaults.
