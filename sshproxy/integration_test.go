@@ -45,12 +45,22 @@ type cluster struct {
 	proxyDir           string
 	proxyName          string // default proxy1
 	proxyAddr, tunAddr string
+	// publicAddr, when set, is the proxy's --public-addr (a balancer in
+	// front of it); caURL, when set, is where proxies and nodes reach the
+	// CA (a balancer in front of replicas).
+	publicAddr, caURL string
 	proxy              *exec.Cmd
 	proxyLog           *testbin.Buffer
 	proxyDone          chan struct{}
 }
 
 func newCluster(t *testing.T, caArgs ...string) *cluster {
+	t.Helper()
+	requireOpenSSH(t)
+	return newClusterWith(t, testbin.StartCA(t, caArgs...))
+}
+
+func requireOpenSSH(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("the proxy tests run sshd and need root; CI runs them as root")
@@ -60,9 +70,14 @@ func newCluster(t *testing.T, caArgs ...string) *cluster {
 			t.Skipf("%s not installed; .ci/run installs openssh-client", b)
 		}
 	}
+}
+
+// newClusterWith is newCluster around a CA the caller started.
+func newClusterWith(t *testing.T, ca *testbin.CA) *cluster {
+	t.Helper()
 	bins := testbin.Build(t, testbin.Node, testbin.Authkeys, testbin.Caadm, testbin.Proxy)
 	c := &cluster{
-		t: t, ca: testbin.StartCA(t, caArgs...), bins: bins,
+		t: t, ca: ca, bins: bins,
 		authkeys:  testbin.RootOnlyCopy(t, bins["teleport-authkeys"]),
 		proxyDir:  filepath.Join(testbin.ShortTempDir(t), "proxy"),
 		proxyAddr: testbin.FreePort(t),
@@ -74,6 +89,14 @@ func newCluster(t *testing.T, caArgs ...string) *cluster {
 	}
 	c.hostCA = info.HostCA
 	return c
+}
+
+// server is the CA URL proxies and nodes are given.
+func (c *cluster) server() string {
+	if c.caURL != "" {
+		return c.caURL
+	}
+	return c.ca.URL()
 }
 
 func (c *cluster) caadm(args ...string) string {
@@ -97,14 +120,18 @@ func (c *cluster) token(role string, labels map[string]string) string {
 // startProxy starts teleport-proxy (joining on the first start).
 func (c *cluster) startProxy(extra ...string) {
 	c.t.Helper()
+	public := c.proxyAddr
+	if c.publicAddr != "" {
+		public = c.publicAddr
+	}
 	args := []string{"--data-dir", c.proxyDir, "--listen", c.proxyAddr, "--tunnel-listen", c.tunAddr,
-		"--public-addr", c.proxyAddr, "--log-level", "debug"}
+		"--public-addr", public, "--tunnel-public-addr", c.tunAddr, "--log-level", "debug"}
 	if _, err := os.Stat(filepath.Join(c.proxyDir, "proxy.json")); err != nil {
 		name := c.proxyName
 		if name == "" {
 			name = "proxy1"
 		}
-		args = append(args, "--server", c.ca.URL(), "--token", c.token("proxy", nil), "--ca-pin", c.ca.Pin, "--name", name)
+		args = append(args, "--server", c.server(), "--token", c.token("proxy", nil), "--ca-pin", c.ca.Pin, "--name", name)
 	}
 	c.proxyLog = new(testbin.Buffer)
 	c.proxy = exec.Command(c.bins["teleport-proxy"], append(args, extra...)...)
@@ -172,7 +199,7 @@ func (c *cluster) startNodeWith(name string, labels map[string]string, joinArgs,
 		t.Fatal(err)
 	}
 	n := &testNode{name: name, dir: dir, log: new(testbin.Buffer)}
-	out, err := exec.Command(c.bins["teleport-node"], append([]string{"join", "--server", c.ca.URL(), "--token", c.token("node", labels),
+	out, err := exec.Command(c.bins["teleport-node"], append([]string{"join", "--server", c.server(), "--token", c.token("node", labels),
 		"--ca-pin", c.ca.Pin, "--data-dir", dir, "--name", name, "--authkeys-user", "nobody"}, joinArgs...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("teleport-node join: %v\n%s", err, out)
