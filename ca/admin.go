@@ -31,6 +31,10 @@ func (s *Server) adminHandler() http.Handler {
 		writeJSON(w, http.StatusOK, s.a.InfoWithProxies(r.Context()))
 	})
 	m.HandleFunc("GET "+api.PathAdminAudit, s.adminAudit)
+	m.HandleFunc("GET "+api.PathAdminBackup, func(w http.ResponseWriter, r *http.Request) {
+		b, err := s.a.Backup(r.Context(), r.URL.Query().Get("keys") == "1", actor(r))
+		s.reply(w, r, b, err)
+	})
 	m.HandleFunc("GET "+api.PathAdminCerts, s.adminCerts)
 	m.HandleFunc("GET "+api.PathAdminDevices, func(w http.ResponseWriter, r *http.Request) {
 		v, err := s.a.Devices(r.Context(), r.URL.Query().Get("user"))

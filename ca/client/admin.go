@@ -222,3 +222,17 @@ func (c *Client) RevokeDevice(ctx context.Context, user, id string) error {
 	}
 	return c.do(ctx, http.MethodPost, p2, nil, nil)
 }
+
+// Backup fetches a consistent snapshot of the store (admin); withKeys adds
+// the CA key files of a CA on bbolt.
+func (c *Client) Backup(ctx context.Context, withKeys bool) (*api.Backup, error) {
+	path := api.PathAdminBackup
+	if withKeys {
+		path += "?keys=1"
+	}
+	var out api.Backup
+	if err := c.do(ctx, http.MethodGet, path, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}

@@ -48,6 +48,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		newProxiesCmd(cfg, stdout),
 		newSessionsCmd(cfg, stdout),
 		newRecordingsCmd(cfg, stdout),
+		newBackupCmd(cfg, stdout),
+		newRestoreCmd(cfg, stdout),
 	}
 	err := cli.Execute(ctx, root, args, stderr)
 	if err == nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/opensshca/suite/internal/logging"
 	"github.com/opensshca/suite/internal/metrics"
 	"github.com/opensshca/suite/internal/sdnotify"
+	"github.com/opensshca/suite/internal/storeflags"
 )
 
 type options struct {
@@ -48,7 +49,7 @@ type options struct {
 	argonMemory   uint
 	argonThreads  uint
 	logLevel      string
-	storage       storageOptions
+	storage       storeflags.Options
 	timeouts      [4]time.Duration // read header, read, write, idle
 	metricsListen string
 	recordingsDir string
@@ -80,7 +81,7 @@ func (o *options) flags(fs *flag.FlagSet) {
 	fs.UintVar(&o.argonMemory, "argon2-memory", uint(ca.DefaultArgon2.MemoryKiB), "argon2id memory in KiB for new password hashes")
 	fs.UintVar(&o.argonThreads, "argon2-threads", uint(ca.DefaultArgon2.Threads), "argon2id lanes for new password hashes")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
-	o.storage.flags(fs)
+	o.storage.Flags(fs)
 	fs.DurationVar(&o.timeouts[0], "read-header-timeout", ca.DefaultReadHeaderTimeout, "time a client may take for the TLS handshake and a request's headers (HTTPS and admin socket); slower clients are closed")
 	fs.DurationVar(&o.timeouts[1], "read-timeout", ca.DefaultReadTimeout, "time a client may take to send a whole request (recording uploads get longer)")
 	fs.DurationVar(&o.timeouts[2], "write-timeout", ca.DefaultWriteTimeout, "time the CA may take to answer after a request's headers (long polls get their wait on top; recording downloads get longer)")
@@ -199,7 +200,7 @@ func serve(ctx context.Context, o options, log *slog.Logger, stdout io.Writer) e
 	if err != nil {
 		return err
 	}
-	if cfg.Store, cfg.KeyEncryptionKey, err = o.storage.open(ctx, log); err != nil {
+	if cfg.Store, cfg.KeyEncryptionKey, err = o.storage.Open(ctx, log); err != nil {
 		return err
 	}
 	if cfg.Store != nil {
@@ -211,19 +212,19 @@ func serve(ctx context.Context, o options, log *slog.Logger, stdout io.Writer) e
 	a, err := ca.New(cfg)
 	if err != nil {
 		if errors.Is(err, ca.ErrWrongKeyFile) {
-			err = fmt.Errorf("--key-file %s: %w", o.storage.sealKeyFile, err)
+			err = fmt.Errorf("--key-file %s: %w", o.storage.KeyFile(), err)
 		}
 		return err
 	}
 	defer a.Close()
 	switch {
 	case a.Created && cfg.KeyEncryptionKey != nil:
-		fmt.Fprintf(stdout, "teleport-ca: created a new authority in etcd (prefix %s), its keys encrypted with %s\nCA pin: %s\n", o.storage.prefix, o.storage.sealKeyFile, a.Pin())
+		fmt.Fprintf(stdout, "teleport-ca: created a new authority in etcd (prefix %s), its keys encrypted with %s\nCA pin: %s\n", o.storage.Prefix(), o.storage.KeyFile(), a.Pin())
 	case a.Created:
 		fmt.Fprintf(stdout, "teleport-ca: created a new authority in %s\nCA pin: %s\n", o.dataDir, a.Pin())
 	case cfg.KeyEncryptionKey != nil:
 		// Every replica says which authority it joined.
-		fmt.Fprintf(stdout, "teleport-ca: serving the authority in etcd (prefix %s)\nCA pin: %s\n", o.storage.prefix, a.Pin())
+		fmt.Fprintf(stdout, "teleport-ca: serving the authority in etcd (prefix %s)\nCA pin: %s\n", o.storage.Prefix(), a.Pin())
 	}
 	log.Info("authority ready", "data_dir", o.dataDir, "pin", a.Pin(), "new", a.Created)
 

@@ -1,4 +1,7 @@
-package main
+// Package storeflags holds the flags that select the authority's store,
+// the embedded bbolt file in the data dir or an etcd cluster, shared by
+// teleport-ca (which runs on it) and caadm restore (which fills it).
+package storeflags
 
 import (
 	"context"
@@ -20,9 +23,9 @@ const (
 	defaultEtcdTimeout = 5 * time.Second
 )
 
-// storageOptions select the store: the embedded bbolt file in the data dir,
+// Options select the store: the embedded bbolt file in the data dir,
 // or an etcd cluster that several CA replicas share.
-type storageOptions struct {
+type Options struct {
 	backend      string
 	endpoints    string
 	prefix       string
@@ -36,7 +39,8 @@ type storageOptions struct {
 	sealKeyFile string
 }
 
-func (s *storageOptions) flags(fs *flag.FlagSet) {
+// Flags registers --storage, the --etcd-* flags and --key-file.
+func (s *Options) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&s.backend, "storage", "bolt", `where the CA keeps its state: "bolt" (a file in --data-dir) or "etcd" (--etcd-* flags)`)
 	fs.StringVar(&s.endpoints, "etcd-endpoints", "", "comma-separated etcd client URLs, such as https://etcd1:2379,https://etcd2:2379")
 	fs.StringVar(&s.prefix, "etcd-prefix", defaultEtcdPrefix, "etcd key prefix of this CA cluster's state (ends in /)")
@@ -49,11 +53,11 @@ func (s *storageOptions) flags(fs *flag.FlagSet) {
 	fs.StringVar(&s.sealKeyFile, "key-file", "", "with --storage etcd (required): file of the key that encrypts the CA keys kept in etcd; every replica needs a copy (make one with: teleport-ca gen-key-file PATH)")
 }
 
-// open returns the store the options select, or nil for bbolt, which
+// Open returns the store the options select, or nil for bbolt, which
 // ca.New opens in the data dir itself, and with etcd the key that seals
 // the CA keys kept there (read before etcd is contacted, so a missing or
 // unsafe key file stops the start without a request to etcd).
-func (s *storageOptions) open(ctx context.Context, log *slog.Logger) (store.Store, []byte, error) {
+func (s *Options) Open(ctx context.Context, log *slog.Logger) (store.Store, []byte, error) {
 	switch s.backend {
 	case "bolt":
 		if set := s.etcdFlagsSet(); len(set) > 0 {
@@ -87,7 +91,7 @@ func (s *storageOptions) open(ctx context.Context, log *slog.Logger) (store.Stor
 }
 
 // etcdFlagsSet names the etcd flags that differ from their defaults.
-func (s *storageOptions) etcdFlagsSet() []string {
+func (s *Options) etcdFlagsSet() []string {
 	var set []string
 	for _, f := range []struct {
 		name string
@@ -109,7 +113,7 @@ func (s *storageOptions) etcdFlagsSet() []string {
 	return set
 }
 
-func (s *storageOptions) etcdOptions(log *slog.Logger) (store.EtcdOptions, error) {
+func (s *Options) etcdOptions(log *slog.Logger) (store.EtcdOptions, error) {
 	opts := store.EtcdOptions{
 		Endpoints: splitComma(s.endpoints),
 		Prefix:    s.prefix,
@@ -142,4 +146,23 @@ func (s *storageOptions) etcdOptions(log *slog.Logger) (store.EtcdOptions, error
 		return opts, fmt.Errorf("--etcd-password-file %s is empty", s.passwordFile)
 	}
 	return opts, nil
+}
+
+// Backend is "bolt" or "etcd".
+func (s *Options) Backend() string { return s.backend }
+
+// Prefix is the etcd key prefix.
+func (s *Options) Prefix() string { return s.prefix }
+
+// KeyFile is --key-file.
+func (s *Options) KeyFile() string { return s.sealKeyFile }
+
+func splitComma(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
