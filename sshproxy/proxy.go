@@ -86,6 +86,9 @@ type Config struct {
 	// MaxUnauthenticated caps how many may be in flight (default 512).
 	HandshakeTimeout   time.Duration
 	MaxUnauthenticated int
+	// MaxUnauthenticatedPerSource caps those from one IP address (default
+	// 64; negative disables), so that one source cannot take them all.
+	MaxUnauthenticatedPerSource int
 	// ClientKeepalive is how often idle clients are probed (default 30s;
 	// three misses close the connection).
 	ClientKeepalive time.Duration
@@ -154,6 +157,9 @@ func (c *Config) setDefaults() error {
 	def(&c.ReportInterval, 10*time.Second)
 	if c.MaxUnauthenticated <= 0 {
 		c.MaxUnauthenticated = 512
+	}
+	if c.MaxUnauthenticatedPerSource == 0 {
+		c.MaxUnauthenticatedPerSource = 64
 	}
 	if c.NodeKeepaliveMisses <= 0 {
 		c.NodeKeepaliveMisses = 3

@@ -60,7 +60,7 @@ const (
 
 // serve accepts user connections until the listener closes.
 func (p *Proxy) serve(ctx context.Context) error {
-	var inflight atomic.Int64
+	limit := &handshakeLimit{max: p.cfg.MaxUnauthenticated, perSource: p.cfg.MaxUnauthenticatedPerSource}
 	for {
 		conn, err := p.listener.Accept()
 		if err != nil {
@@ -74,13 +74,13 @@ func (p *Proxy) serve(ctx context.Context) error {
 			}
 			return err
 		}
-		if inflight.Add(1) > int64(p.cfg.MaxUnauthenticated) {
-			inflight.Add(-1)
-			p.log.Warn("too many unauthenticated connections; closing a new one", "remote", conn.RemoteAddr().String())
+		release, ok, why := limit.acquire(conn.RemoteAddr())
+		if !ok {
+			p.log.Warn(why+"; closing a new one", "remote", conn.RemoteAddr().String())
 			conn.Close()
 			continue
 		}
-		go p.handleConn(ctx, conn, &inflight)
+		go p.handleConn(ctx, conn, release)
 	}
 }
 
@@ -225,13 +225,13 @@ func splitTarget(user string) (login, target string, ok bool) {
 }
 
 // handleConn runs one user connection.
-func (p *Proxy) handleConn(ctx context.Context, conn net.Conn, inflight *atomic.Int64) {
+func (p *Proxy) handleConn(ctx context.Context, conn net.Conn, release func()) {
 	pol := p.policyNow()
 	// Deadlines are on the real clock: the injected Clock is for
 	// certificate validity and may be skewed (TestClockSkew).
 	_ = conn.SetDeadline(time.Now().Add(p.cfg.HandshakeTimeout))
 	sconn, chans, reqs, err := ssh.NewServerConn(conn, p.serverConfig(pol))
-	inflight.Add(-1)
+	release()
 	if err != nil {
 		p.log.Debug("handshake failed", "remote", conn.RemoteAddr().String(), "err", err)
 		conn.Close()

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,6 +31,7 @@ func TestProxySlowClients(t *testing.T) {
 	const handshake, keepalive = 2 * time.Second, 200 * time.Millisecond
 	ic := newInprocCluster(t, ca.ServerConfig{}, func(c *sshproxy.Config) {
 		c.HandshakeTimeout, c.ClientKeepalive = handshake, keepalive
+		c.MaxUnauthenticatedPerSource = -1 // all from 127.0.0.1 here; TestProxyPerSourceLimit covers it
 	})
 	ic.caadm("roles", "add", "all-root", "--logins", "root", "--labels", "*=*")
 	if _, err := ic.ca.Admin().AddUser(context.Background(), api.AddUserRequest{Name: "alice", Roles: []string{"all-root"}, Password: "correct horse battery"}); err != nil {
@@ -324,4 +326,68 @@ func checkClosedSSH(t *testing.T, conns []*stalledSSH, limit time.Duration) {
 		worst[s.kind] = max(worst[s.kind], d)
 	}
 	t.Logf("the slowest close per kind: %v", worst)
+}
+
+// One address that opens connections and stalls takes at most
+// MaxUnauthenticatedPerSource of the handshake slots; a user from
+// another address still logs in at once.
+func TestProxyPerSourceLimit(t *testing.T) {
+	ic := newInprocCluster(t, ca.ServerConfig{}, func(c *sshproxy.Config) {
+		c.HandshakeTimeout = 30 * time.Second // only the cap can close them
+		c.MaxUnauthenticated, c.MaxUnauthenticatedPerSource = 8, 5
+	})
+	ic.caadm("roles", "add", "all-root", "--logins", "root", "--labels", "*=*")
+	if _, err := ic.ca.Admin().AddUser(context.Background(), api.AddUserRequest{Name: "alice", Roles: []string{"all-root"}, Password: "correct horse battery"}); err != nil {
+		t.Fatal(err)
+	}
+	signer := ic.userSigner("alice")
+	from := func(ip string) (net.Conn, error) {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
+		return d.Dial("tcp", ic.proxyAddr)
+	}
+	var held []net.Conn
+	t.Cleanup(func() {
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	for range 5 {
+		c, err := from("127.0.0.2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	time.Sleep(300 * time.Millisecond) // the proxy has accepted them
+	extra, err := from("127.0.0.2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	_ = extra.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := extra.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a sixth stalled connection from one address was not closed at once: %v", err)
+	}
+	// The five are still held (no version line sent yet: the proxy sends
+	// its own first, so each holds a greeting, not a close).
+	for i, c := range held {
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		b := make([]byte, 64)
+		if n, err := c.Read(b); err != nil || !strings.HasPrefix(string(b[:n]), "SSH-2.0-") {
+			t.Fatalf("held connection %d: %q %v", i, b[:n], err)
+		}
+	}
+	eventually(t, 10*time.Second, "alice logs in from another address", func() bool {
+		hostCA, _, _, _, err := ssh.ParseAuthorizedKey([]byte(ic.hostCA))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cc := &ssh.CertChecker{IsHostAuthority: func(k ssh.PublicKey, _ string) bool { return string(k.Marshal()) == string(hostCA.Marshal()) }}
+		c, err := ssh.Dial("tcp", ic.proxyAddr, &ssh.ClientConfig{User: "alice", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, HostKeyCallback: cc.CheckHostKey, Timeout: 5 * time.Second})
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	})
 }

@@ -73,6 +73,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.Int64Var(&cfg.MinRecordingFree, "min-recording-free", 64<<20, "free `bytes` the recording directory must have for a new recorded session")
 	fs.DurationVar(&cfg.HandshakeTimeout, "handshake-timeout", 10*time.Second, "time an unauthenticated connection may take to log in")
 	fs.IntVar(&cfg.MaxUnauthenticated, "max-unauthenticated", 512, "connections that may be logging in at once; more are closed")
+	fs.IntVar(&cfg.MaxUnauthenticatedPerSource, "max-unauthenticated-per-source", 64, "of those, how many may come from one IP address (-1: no per-address cap)")
 	fs.DurationVar(&cfg.MaxPolicyAge, "max-policy-age", time.Hour, "while the CA is unreachable, the proxy signs session certificates itself for this long after the CA last confirmed its policy; then new sessions wait for the CA")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&metricsListen, "metrics-listen", "", "`host:port` to serve Prometheus metrics on over plain HTTP at /metrics, such as 127.0.0.1:9581 (default off)")
