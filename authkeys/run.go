@@ -87,6 +87,9 @@ type Runner struct {
 	Fetch func(ctx context.Context) (api.NodePolicy, error)
 	// Log receives each denial (syslog for the real command); may be nil.
 	Log func(msg string)
+	// RecordDenials appends each denial to the node's denial log, which
+	// teleport-node sends to the CA's audit log (the real command).
+	RecordDenials bool
 }
 
 // Main is teleport-authkeys: it parses args, answers on stdout and
@@ -125,6 +128,7 @@ Flags:
 	}
 	r.Dir = nodedir.Dir(*dir)
 	r.Log = logSyslog
+	r.RecordDenials = true
 	out, err := r.Answer(rest[0], rest[1], rest[2], rest[3])
 	if err != nil {
 		fmt.Fprintf(stderr, "teleport-authkeys: denied: %v\n", err)
@@ -163,6 +167,10 @@ func (r *Runner) Answer(mode, login, a, b string) (string, error) {
 	}
 	if r.Log != nil {
 		r.Log(fmt.Sprintf("denied login as %.40q: %v", login, err))
+	}
+	if r.RecordDenials {
+		keyID, serial := certFields(mode, a, b)
+		recordDenial(r.Dir, r.Now(), login, keyID, serial, err.Error())
 	}
 	return "", err
 }

@@ -300,6 +300,7 @@ func FuzzDecodeMachineRequests(f *testing.F) {
 		`{"token":"t","user":"alice","public_key":"-----BEGIN PUBLIC KEY-----"}`,
 		`{"public_key":"ssh-ed25519 AAAA","ttl":"1h"}`,
 		`{"serial":"12345","reason":"lost laptop"}`,
+		`[{"id":"d1","time":"2026-11-21T07:00:00Z","login":"root","key_id":"user=bob proxy=p1 session=s1","serial":"42","reason":"user \"bob\" is locked"}]`,
 	} {
 		f.Add(append([]byte{byte(i)}, s...))
 	}
@@ -310,7 +311,7 @@ func FuzzDecodeMachineRequests(f *testing.F) {
 			return
 		}
 		body := b[1:]
-		switch b[0] % 11 {
+		switch b[0] % 12 {
 		case 0:
 			roundTrip[api.NodeJoinRequest](t, body)
 		case 1:
@@ -333,6 +334,8 @@ func FuzzDecodeMachineRequests(f *testing.F) {
 			roundTrip[api.DeviceCertRequest](t, body)
 		case 10:
 			roundTrip[api.RevokeRequest](t, body)
+		case 11:
+			roundTrip[[]api.NodeDenial](t, body)
 		}
 	})
 }

@@ -12,6 +12,21 @@ func (s *Server) mountNodes(m *http.ServeMux) {
 	m.HandleFunc("POST "+api.PathNodeJoin, s.handleNodeJoin)
 	m.HandleFunc("POST "+api.PathNodeRenew, s.handleNodeRenew)
 	m.HandleFunc("GET "+api.PathNodePolicy, s.handleNodePolicy)
+	m.HandleFunc("POST "+api.PathNodeAudit, s.handleNodeAudit)
+}
+
+func (s *Server) handleNodeAudit(w http.ResponseWriter, r *http.Request) {
+	n, err := s.a.authenticateNode(r.Context(), clientLeaf(r))
+	if err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	evs, err := readRequestLimit[[]api.NodeDenial](w, r, maxListBody)
+	if err != nil {
+		s.writeErr(w, r, err)
+		return
+	}
+	s.reply(w, r, struct{}{}, s.a.NodeAudit(r.Context(), n, evs))
 }
 
 func (s *Server) handleNodeJoin(w http.ResponseWriter, r *http.Request) {

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/opensshca/suite/ca/api"
+	"github.com/opensshca/suite/ca/client"
 	"github.com/opensshca/suite/internal/nodedir"
 	"github.com/opensshca/suite/internal/testbin"
 )
@@ -149,7 +150,7 @@ func (c *cluster) startNode(t *testing.T, name string, o nodeOpts) *testNode {
 	}
 	n.sshd = testbin.StartSSHD(t, sc)
 	n.run = exec.Command(c.bins["teleport-node"], append([]string{"run", "--data-dir", dir, "--reload-command", "",
-		"--nss-dir", n.nss, "--policy-wait", "1s", "--log-level", "debug", "--no-tunnels"}, o.runArgs...)...)
+		"--nss-dir", n.nss, "--policy-wait", "1s", "--log-level", "debug", "--no-tunnels", "--audit-interval", "1s"}, o.runArgs...)...)
 	n.run.Env = testbin.Environ()
 	n.run.Stdout, n.run.Stderr = n.log, n.log
 	if err := n.run.Start(); err != nil {
@@ -286,6 +287,21 @@ func TestNodesWithRealSSHD(t *testing.T) {
 		if ok, _ := sshLogin(t, alice, "root", staging, kh); ok {
 			t.Fatal("alice as root on node2: allowed, but the role's labels do not select env=staging")
 		}
+		// Both refusals reach the CA's audit log, by the node, with the
+		// reason teleport-authkeys gave (principals and keys modes).
+		eventually(t, 20*time.Second, "the nodes' denials in the CA's audit log", func() bool {
+			evs, err := c.ca.Admin().Audit(context.Background(), client.AuditFilter{Type: "node.login.denied"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen := map[string]bool{}
+			for _, e := range evs {
+				if e.User == "alice" && !e.Success && e.Fields["reason"] != "" {
+					seen[e.Actor+" "+e.Fields["login"]] = true
+				}
+			}
+			return seen["node:node1 daemon"] && seen["node:node2 root"]
+		})
 	})
 
 	t.Run("host verified by the cert-authority line only", func(t *testing.T) {

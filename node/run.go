@@ -52,6 +52,9 @@ type RunConfig struct {
 	// NoTunnels turns the reverse tunnels off (nodes that the proxies
 	// cannot reach otherwise need them; see docs/node.md).
 	NoTunnels bool
+	// AuditInterval is how often teleport-authkeys' login denials are sent
+	// to the CA's audit log (default 10s).
+	AuditInterval time.Duration
 	// Tunnel tunes the tunnels' keepalives and backoff (zero: defaults).
 	TunnelKeepalive  time.Duration
 	TunnelMaxBackoff time.Duration
@@ -83,6 +86,9 @@ func NewRunner(cfg RunConfig) (*Runner, error) {
 	}
 	if cfg.RenewCheck == 0 {
 		cfg.RenewCheck = time.Minute
+	}
+	if cfg.AuditInterval <= 0 {
+		cfg.AuditInterval = 10 * time.Second
 	}
 	nc, err := cfg.Dir.LoadConfig()
 	if err != nil {
@@ -145,9 +151,10 @@ func (r *Runner) Run(ctx context.Context) error {
 			pool.Set(addrs) // until the CA answers
 		}
 	}
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); r.followPolicy(ctx, first) }()
 	go func() { defer wg.Done(); r.renewLoop(ctx) }()
+	go func() { defer wg.Done(); r.reportDenials(ctx) }()
 	select {
 	case <-first:
 		_ = sdnotify.Ready()

@@ -66,3 +66,8 @@ func (c *Client) Revoked(ctx context.Context) ([]api.RevokedCert, error) {
 	err := c.do(ctx, http.MethodGet, api.PathAdminRevoked, nil, &out)
 	return out, err
 }
+
+// NodeAudit reports login denials made on the node (node identity only).
+func (c *Client) NodeAudit(ctx context.Context, evs []api.NodeDenial) error {
+	return c.do(ctx, http.MethodPost, api.PathNodeAudit, evs, nil)
+}

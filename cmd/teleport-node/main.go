@@ -263,6 +263,7 @@ func runCmd(stderr io.Writer) *ffcli.Command {
 	fs.StringVar(&proxies, "proxy", "", "comma-separated proxy tunnel `addresses` (host:port) to hold reverse tunnels to; default: every proxy the CA lists")
 	fs.StringVar(&cfg.SSHDAddr, "sshd-addr", "127.0.0.1:22", "the node's own sshd, the only `address` the tunnels connect to")
 	fs.StringVar(&metricsListen, "metrics-listen", "", "`host:port` to serve Prometheus metrics on over plain HTTP at /metrics, such as 127.0.0.1:9582 (default off)")
+	fs.DurationVar(&cfg.AuditInterval, "audit-interval", 10*time.Second, "how often the logins teleport-authkeys refused are sent to the CA's audit log")
 	fs.DurationVar(&cfg.RenewCheck, "renew-check", time.Minute, "how often the host and TLS certificates' ages are checked (renewal happens at two thirds of their life)")
 	fs.BoolVar(&cfg.NoTunnels, "no-tunnels", false, "hold no reverse tunnels (the proxies must then reach this sshd directly)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")

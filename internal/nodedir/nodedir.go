@@ -49,7 +49,12 @@ const (
 	CacheDir     = "cache"
 	Cache        = "cache/policy"
 	Unreachable  = "cache/ca-unreachable"
-	Proxies      = "proxies.json"
+	// Denials is appended to by teleport-authkeys (one JSON line per
+	// refused login) and sent to the CA's audit log by teleport-node,
+	// which first renames it to DenialsSending.
+	Denials        = "cache/denials"
+	DenialsSending = "cache/denials.sending"
+	Proxies        = "proxies.json"
 )
 
 // DefaultDir is the data directory of a packaged install.
