@@ -21,9 +21,10 @@ var _ Store = (*Bolt)(nil)
 
 // Defaults for the zero values of BoltOptions fields.
 const (
-	defaultTimeout      = time.Second
-	defaultWatchHistory = 10000
-	defaultWatchBuffer  = 256
+	defaultTimeout           = time.Second
+	defaultWatchHistory      = 10000
+	defaultWatchHistoryBytes = 16 << 20
+	defaultWatchBuffer       = 256
 )
 
 // Limits on one group commit.
@@ -48,6 +49,10 @@ type BoltOptions struct {
 	// bounds how far back Watch's fromRev may reach. Zero means 10000; a
 	// negative value keeps none.
 	WatchHistory int
+	// WatchHistoryBytes bounds the same history by the size of its keys
+	// and values, so that large values (a proxy's session list) cannot
+	// make it hold much memory. Zero means 16 MiB; negative, no bound.
+	WatchHistoryBytes int
 	// WatchBuffer is the channel buffer of each watcher; a watcher whose
 	// buffer is full when an event arrives is dropped. Zero means 256.
 	WatchBuffer int
@@ -114,7 +119,7 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 		ops:        make(chan *op, maxBatchOps),
 		writerDone: make(chan struct{}),
 		rev:        rev,
-		hist:       ring{max: historySize(opts.WatchHistory)},
+		hist:       ring{max: historySize(opts.WatchHistory), maxBytes: historyBytes(opts.WatchHistoryBytes)},
 		watchers:   make(map[*watcher]struct{}),
 		wbuf:       opts.WatchBuffer,
 	}
@@ -123,6 +128,16 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 	}
 	go b.writer()
 	return b, nil
+}
+
+func historyBytes(n int) int {
+	switch {
+	case n == 0:
+		return defaultWatchHistoryBytes
+	case n < 0:
+		return 0
+	}
+	return n
 }
 
 func historySize(n int) int {
@@ -596,24 +611,37 @@ func (b *Bolt) Close() error {
 
 // A ring keeps the last max events.
 type ring struct {
-	buf   []Event
-	start int
-	max   int
+	buf      []Event
+	start    int // buf[start:] are the events held, oldest first
+	max      int // events
+	maxBytes int // bytes of keys and values
+	bytes    int
 }
 
-func (r *ring) len() int { return len(r.buf) }
+func (r *ring) len() int { return len(r.buf) - r.start }
 
 // at returns the i'th oldest event.
-func (r *ring) at(i int) Event { return r.buf[(r.start+i)%len(r.buf)] }
+func (r *ring) at(i int) Event { return r.buf[r.start+i] }
 
+func eventBytes(ev Event) int { return len(ev.Item.Key) + len(ev.Item.Value) + 64 }
+
+// push adds ev and drops the oldest events while more than max events or
+// maxBytes bytes are held (the newest event is always kept).
 func (r *ring) push(ev Event) {
-	switch {
-	case r.max == 0:
-	case len(r.buf) < r.max:
-		r.buf = append(r.buf, ev)
-	default:
-		r.buf[r.start] = ev
-		r.start = (r.start + 1) % r.max
+	if r.max == 0 {
+		return
+	}
+	r.buf = append(r.buf, ev)
+	r.bytes += eventBytes(ev)
+	for r.len() > 1 && (r.len() > r.max || (r.maxBytes > 0 && r.bytes > r.maxBytes)) {
+		r.bytes -= eventBytes(r.buf[r.start])
+		r.buf[r.start] = Event{}
+		r.start++
+	}
+	if r.start > len(r.buf)/2 && r.start > 64 {
+		n := copy(r.buf, r.buf[r.start:])
+		clear(r.buf[n:])
+		r.buf, r.start = r.buf[:n], 0
 	}
 }
 

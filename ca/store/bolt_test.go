@@ -568,3 +568,36 @@ func TestBoltLinger(t *testing.T) {
 		t.Error("a 10-op batch did not mark the store busy")
 	}
 }
+
+// The watch history is bounded by bytes as well as by events: large
+// values cannot make it hold much memory; what it drops is reported as
+// compacted, what it holds is replayed.
+func TestBoltWatchHistoryBytes(t *testing.T) {
+	b, _ := openTestBolt(t, BoltOptions{WatchHistory: 1000, WatchHistoryBytes: 2000})
+	ctx := t.Context()
+	big := strings.Repeat("v", 400)
+	var revs []int64
+	for i := range 20 {
+		revs = append(revs, mustPut(t, b, fmt.Sprintf("k/%02d", i), big))
+	}
+	if n := b.hist.len(); n < 1 || n > 5 {
+		t.Fatalf("history holds %d events of ~470 bytes under a 2000-byte bound", n)
+	}
+	if _, err := b.Watch(ctx, "k/", revs[0]); !errors.Is(err, ErrCompacted) {
+		t.Fatalf("watch from the first revision: %v, want ErrCompacted", err)
+	}
+	ch, err := b.Watch(ctx, "k/", revs[len(revs)-2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range revs[len(revs)-2:] {
+		if ev := <-ch; ev.Item.Revision != want || string(ev.Item.Value) != big {
+			t.Fatalf("replayed %+v, want revision %d", ev.Item, want)
+		}
+	}
+	// One value larger than the bound is still held (the newest always is).
+	rev := mustPut(t, b, "k/huge", strings.Repeat("h", 5000))
+	if _, err := b.Watch(ctx, "k/", rev); err != nil {
+		t.Fatalf("watch from the newest revision: %v", err)
+	}
+}
