@@ -33,7 +33,7 @@ lint:
 # Side-by-side issuance benchmark against the stock OpenSSH path
 # (ssh-keygen -s); results are recorded in docs/BENCHMARKS.md.
 bench:
-	$(GO) run ./bench/cmd/cabench
+	$(GO) run ./bench/cmd/cabench -storage bolt,etcd
 	$(GO) run ./bench/cmd/authkeysbench
 	$(GO) run ./bench/cmd/proxybench
 

@@ -12,10 +12,15 @@
 //     served by ca.Server on a loopback listener, from N keep-alive
 //     HTTPS clients;
 //  4. the latency of that API under a fixed offered load (open loop);
-//  5. ssh-keygen -s, one exec per certificate.
+//  5. ssh-keygen -s, one exec per certificate;
+//  6. the latency of sign-in (password + TOTP, POST /v1/login) under a
+//     fixed offered load.
 //
 // Everything runs against a fresh authority in a temporary data dir that
-// Run removes. The load generator shares the machine with the authority,
+// Run removes. Its store is bbolt in that dir (the default) or, with
+// Options.Storage "etcd", a throw-away single-member etcd server the
+// bench starts there (package ca/store/storetest's Launch) and opens with
+// store.OpenEtcd; WriteComparison prints runs on both side by side. The load generator shares the machine with the authority,
 // so its own CPU time (TLS, JSON) is part of what rows 3 and 4 measure.
 package bench
 
@@ -37,10 +42,15 @@ const (
 	PhaseFloor   = "floor"
 	PhaseLatency = "latency"
 	PhaseKeygen  = "keygen"
+	PhaseSignIn  = "signin"
 )
 
 // AllPhases lists every phase in the order Run measures them.
-var AllPhases = []string{PhaseRaw, PhaseInProc, PhaseAPI, PhaseFloor, PhaseLatency, PhaseKeygen}
+var AllPhases = []string{PhaseRaw, PhaseInProc, PhaseAPI, PhaseFloor, PhaseLatency, PhaseKeygen, PhaseSignIn}
+
+// StoragePhases are the phases whose figures depend on the store: the
+// rows a comparison of backends needs.
+var StoragePhases = []string{PhaseInProc, PhaseAPI, PhaseLatency, PhaseSignIn}
 
 // AimRatio is the aim for the API: at least this fraction of the raw
 // signing rate.
@@ -68,9 +78,21 @@ type Options struct {
 	LatencyDuration time.Duration
 	// KeygenDuration of each ssh-keygen row (2.5s).
 	KeygenDuration time.Duration
+	// SignInRate is phase 6's offered load in sign-ins per second (50),
+	// SignInDuration how long it offers it (4s), and SignInClients the
+	// keep-alive connections it uses (8). Each sign-in is a user of its
+	// own, made beforehand: a TOTP code is accepted once per user and
+	// time step.
+	SignInRate     int
+	SignInDuration time.Duration
+	SignInClients  int
 	// Phases to run (AllPhases). Phase 1 is needed for the "vs raw"
 	// column.
 	Phases []string
+	// Storage is the authority's store: StorageBolt ("bolt", the
+	// default) or StorageEtcd ("etcd": a single-member etcd server that
+	// Run starts from /usr/bin/etcd, with its data in the temporary dir).
+	Storage string
 	// Progress receives a line as each phase starts; nil discards.
 	Progress io.Writer
 }
@@ -94,6 +116,16 @@ func (o *Options) setDefaults() {
 	if o.Rate <= 0 {
 		o.Rate = 1000
 	}
+	def(&o.SignInDuration, 4*time.Second)
+	if o.SignInRate <= 0 {
+		o.SignInRate = 50
+	}
+	if o.SignInClients <= 0 {
+		o.SignInClients = 8
+	}
+	if o.Storage == "" {
+		o.Storage = StorageBolt
+	}
 	if len(o.Phases) == 0 {
 		o.Phases = AllPhases
 	}
@@ -116,7 +148,21 @@ func (o *Options) check() error {
 	if o.Callers > 4096 || o.Rate > 1_000_000 {
 		return errors.New("bench: callers must be at most 4096 and rate at most 1000000")
 	}
+	if !slices.Contains(AllStorage, o.Storage) {
+		return fmt.Errorf("bench: unknown storage %q (want one of %v)", o.Storage, AllStorage)
+	}
+	if o.SignInClients > 4096 || o.signIns() > maxSignIns {
+		return fmt.Errorf("bench: the sign-in row needs at most %d sign-ins (rate x duration) and 4096 clients", maxSignIns)
+	}
 	return nil
+}
+
+// maxSignIns bounds the users made for the sign-in row.
+const maxSignIns = 20_000
+
+// signIns is how many sign-ins phase 6 offers, each by a user of its own.
+func (o *Options) signIns() int {
+	return int(float64(o.SignInRate)*o.SignInDuration.Seconds() + 0.5)
 }
 
 func (o *Options) has(phase string) bool { return slices.Contains(o.Phases, phase) }
@@ -189,7 +235,13 @@ type Report struct {
 	Argon2 string
 	// Transport is what the HTTPS clients negotiated ("TLS 1.3, HTTP/1.1").
 	Transport string
-	Rows      []Row
+	// Storage describes the authority's store.
+	Storage string
+	// DefaultArgon2 is the time of one argon2id hash with
+	// ca.DefaultArgon2, measured with the sign-in row: what a real
+	// password hash adds to each sign-in.
+	DefaultArgon2 time.Duration
+	Rows          []Row
 }
 
 // Row returns the row with the given ID.
@@ -227,7 +279,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	defer e.close()
 	rep.Machine = probeMachine(e.dataDir)
-	rep.Transport = e.proto
+	rep.Transport, rep.Storage = e.proto, e.st.desc
 
 	for _, ph := range []struct {
 		name string
@@ -239,22 +291,35 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		{PhaseFloor, e.floorPhase},
 		{PhaseLatency, e.latencyPhase},
 		{PhaseKeygen, e.keygenPhase},
+		{PhaseSignIn, e.signInPhase},
 	} {
 		if !opts.has(ph.name) {
 			continue
 		}
 		rep.Rows = append(rep.Rows, ph.run(ctx)...)
+		if ph.name == PhaseSignIn {
+			rep.DefaultArgon2 = defaultArgon2Time()
+		}
 		if err := ctx.Err(); err != nil {
 			return rep, err
 		}
 		runtime.GC() // start the next phase without the last one's garbage
 	}
-	if raw, ok := rep.Row("1b"); ok && raw.Rate() > 0 {
-		for i := range rep.Rows {
-			rep.Rows[i].VsRaw = rep.Rows[i].Rate() / raw.Rate()
-		}
+	if raw, ok := rep.Row("1b"); ok {
+		rep.RelativeTo(raw)
 	}
 	return rep, nil
+}
+
+// RelativeTo sets every row's VsRaw against raw, the raw parallel signing
+// row (1b), which may come from another report of the same machine.
+func (r *Report) RelativeTo(raw Row) {
+	if raw.Rate() <= 0 {
+		return
+	}
+	for i := range r.Rows {
+		r.Rows[i].VsRaw = r.Rows[i].Rate() / raw.Rate()
+	}
 }
 
 // row turns a tally into a row.

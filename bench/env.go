@@ -26,7 +26,6 @@ import (
 	"github.com/opensshca/suite/ca"
 	"github.com/opensshca/suite/ca/api"
 	"github.com/opensshca/suite/ca/client"
-	"github.com/opensshca/suite/ca/store"
 )
 
 // benchArgon2 hashes the bench users' passwords. It is cheap on purpose:
@@ -34,8 +33,9 @@ import (
 // is not part of any row.
 var benchArgon2 = ca.Argon2Params{Time: 1, MemoryKiB: 64, Threads: 1}
 
-func benchArgon2String() string {
-	p := benchArgon2
+func benchArgon2String() string { return argon2String(benchArgon2) }
+
+func argon2String(p ca.Argon2Params) string {
 	return fmt.Sprintf("argon2id t=%d m=%d KiB p=%d", p.Time, p.MemoryKiB, p.Threads)
 }
 
@@ -74,8 +74,11 @@ type env struct {
 	served     chan error
 
 	users []benchUser
-	// db is the authority's store, opened here for its counters.
-	db *store.Bolt
+	// signIns are users that never signed in, one per request of the
+	// sign-in row (a TOTP code is accepted once per user and time step).
+	signIns []benchUser
+	// st is the authority's store, opened here for its counters.
+	st *backend
 }
 
 // newEnv makes a fresh authority in a temporary data dir, serves its API
@@ -95,10 +98,10 @@ func newEnv(ctx context.Context, opts Options) (_ *env, err error) {
 	if err := os.MkdirAll(e.dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	if e.db, err = store.OpenBolt(filepath.Join(e.dataDir, "state.db"), ca.StoreOptions()); err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
+	if e.st, err = openBackend(ctx, opts, tmp, e.dataDir); err != nil {
+		return nil, err
 	}
-	if e.a, err = ca.New(ca.Config{DataDir: e.dataDir, Argon2: benchArgon2, Store: e.db}); err != nil {
+	if e.a, err = ca.New(ca.Config{DataDir: e.dataDir, Argon2: benchArgon2, Store: e.st.db}); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
 	e.info = e.a.Info()
@@ -108,8 +111,13 @@ func newEnv(ctx context.Context, opts Options) (_ *env, err error) {
 	if err := e.serve(); err != nil {
 		return nil, err
 	}
-	if err := e.addUsers(ctx, max(opts.Callers, slices.Max(opts.Clients))); err != nil {
+	if e.users, err = e.addUsers(ctx, "bench", max(opts.Callers, slices.Max(opts.Clients))); err != nil {
 		return nil, err
+	}
+	if opts.has(PhaseSignIn) {
+		if e.signIns, err = e.addUsers(ctx, "signin", opts.signIns()); err != nil {
+			return nil, err
+		}
 	}
 	if opts.has(PhaseAPI) || opts.has(PhaseFloor) || opts.has(PhaseLatency) {
 		if err := e.signIn(ctx); err != nil {
@@ -130,8 +138,8 @@ func (e *env) close() {
 	if e.a != nil {
 		_ = e.a.Close()
 	}
-	if e.db != nil {
-		_ = e.db.Close()
+	if e.st != nil {
+		e.st.close()
 	}
 	_ = os.RemoveAll(e.tmp)
 }
@@ -209,16 +217,19 @@ func (e *env) ping() error {
 	return nil
 }
 
-// addUsers creates n users, each with a personal role and its own ed25519
-// key to certify.
-func (e *env) addUsers(ctx context.Context, n int) error {
-	e.users = make([]benchUser, n)
+// addUsers creates n users named prefix000, prefix001, ..., each with a
+// personal role and its own ed25519 key to certify.
+func (e *env) addUsers(ctx context.Context, prefix string, n int) ([]benchUser, error) {
+	users := make([]benchUser, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
 	for i := range n {
 		wg.Go(func() {
-			u := &e.users[i]
-			u.name = fmt.Sprintf("bench%03d", i)
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			u := &users[i]
+			u.name = fmt.Sprintf("%s%03d", prefix, i)
 			pub, _, err := ed25519.GenerateKey(rand.Reader)
 			if err != nil {
 				errs[i] = err
@@ -241,9 +252,9 @@ func (e *env) addUsers(ctx context.Context, n int) error {
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("bench: %w", err)
+		return nil, fmt.Errorf("bench: %w", err)
 	}
-	return nil
+	return users, nil
 }
 
 // signIn signs every user in once over the HTTPS API (password + TOTP,
@@ -309,6 +320,10 @@ func (e *env) checkCert(authorized []byte, u benchUser) error {
 	}
 	return nil
 }
+
+// cpu is the CPU time this process, its waited-for children and the
+// store's server process (etcd) have used.
+func (e *env) cpu() time.Duration { return cpuTime() + e.st.serverCPU() }
 
 func (e *env) progress(format string, args ...any) {
 	fmt.Fprintf(e.opts.Progress, "cabench: "+format+"\n", args...)

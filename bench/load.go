@@ -62,8 +62,9 @@ var clientLabels = pprof.Labels("side", "client")
 
 // closedLoop runs n workers that each call fn back to back. Nothing is
 // counted during warmup (connections open, caches fill); then the window
-// of length d is measured. Latency is from call to return.
-func closedLoop(ctx context.Context, n int, warmup, d time.Duration, fn op) tally {
+// of length d is measured. Latency is from call to return; cpu meters the
+// CPU time the row counts.
+func closedLoop(ctx context.Context, cpu func() time.Duration, n int, warmup, d time.Duration, fn op) tally {
 	var measuring, stop atomic.Bool
 	ws := make([]*worker, n)
 	var wg sync.WaitGroup
@@ -86,17 +87,17 @@ func closedLoop(ctx context.Context, n int, warmup, d time.Duration, fn op) tall
 		})
 	}
 	sleep(ctx, warmup)
-	cpu0, busy0 := cpuTime(), machineBusy()
+	cpu0, busy0 := cpu(), machineBusy()
 	start := time.Now()
 	measuring.Store(true)
 	sleep(ctx, d)
 	measuring.Store(false)
 	elapsed := time.Since(start)
-	cpu, busy := cpuTime()-cpu0, machineBusy()-busy0
+	used, busy := cpu()-cpu0, machineBusy()-busy0
 	stop.Store(true)
 	wg.Wait()
 	t := merge(ws)
-	t.elapsed, t.cpu, t.busy = elapsed, cpu, busy
+	t.elapsed, t.cpu, t.busy = elapsed, used, busy
 	return t
 }
 
@@ -106,7 +107,7 @@ func closedLoop(ctx context.Context, n int, warmup, d time.Duration, fn op) tall
 // scheduled time, so time spent queued behind a slow server counts, as a
 // user would see it (no coordinated omission). The achieved rate is the
 // successful requests over the time from start to the last completion.
-func openLoop(ctx context.Context, n, rate int, d time.Duration, fn op) tally {
+func openLoop(ctx context.Context, cpu func() time.Duration, n, rate int, d time.Duration, fn op) tally {
 	total := int(float64(rate) * d.Seconds())
 	due := make(chan time.Time, total)
 	ws := make([]*worker, n)
@@ -120,7 +121,7 @@ func openLoop(ctx context.Context, n, rate int, d time.Duration, fn op) tally {
 			}
 		})
 	}
-	cpu0, busy0 := cpuTime(), machineBusy()
+	cpu0, busy0 := cpu(), machineBusy()
 	start := time.Now()
 	interval := time.Second / time.Duration(rate)
 	for sent := 0; sent < total && ctx.Err() == nil; {
@@ -132,7 +133,7 @@ func openLoop(ctx context.Context, n, rate int, d time.Duration, fn op) tally {
 	close(due)
 	wg.Wait()
 	t := merge(ws)
-	t.cpu, t.busy = cpuTime()-cpu0, machineBusy()-busy0
+	t.cpu, t.busy = cpu()-cpu0, machineBusy()-busy0
 	for _, w := range ws {
 		t.elapsed = max(t.elapsed, w.last.Sub(start))
 	}

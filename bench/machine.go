@@ -27,6 +27,8 @@ type Machine struct {
 	// data dir: what each group commit of the store pays (bbolt syncs
 	// twice per commit).
 	Fdatasync time.Duration
+	// LoadAvg is /proc/loadavg's first three fields when the run started.
+	LoadAvg string
 }
 
 func probeMachine(dataDir string) Machine {
@@ -43,7 +45,18 @@ func probeMachine(dataDir string) Machine {
 	if out, err := exec.Command("ssh", "-V").CombinedOutput(); err == nil {
 		m.OpenSSH, _, _ = strings.Cut(strings.TrimSpace(string(out)), ",")
 	}
+	m.LoadAvg = loadAvg()
 	return m
+}
+
+// loadAvg returns /proc/loadavg's 1, 5 and 15 minute load averages, or
+// "unknown".
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
 }
 
 // String is the one-line description printed above the table.
@@ -53,7 +66,7 @@ func (m Machine) String() string {
 	if m.OpenSSH != "" {
 		s += ", " + m.OpenSSH
 	}
-	return s + fmt.Sprintf("; data dir on %s, 4 KiB write+fdatasync p50 %s", m.DataFS, fmtDur(m.Fdatasync))
+	return s + fmt.Sprintf("; data dir on %s, 4 KiB write+fdatasync p50 %s; load average at start %s", m.DataFS, fmtDur(m.Fdatasync), m.LoadAvg)
 }
 
 func cpuModel() string {

@@ -22,7 +22,6 @@ import (
 
 	"github.com/opensshca/suite/ca"
 	"github.com/opensshca/suite/ca/api"
-	"github.com/opensshca/suite/ca/store"
 )
 
 // rawPhase (rows 1a, 1b) signs and marshals certificates with the user CA
@@ -58,9 +57,9 @@ func (e *env) rawPhase(ctx context.Context) []Row {
 	n := runtime.GOMAXPROCS(0)
 	d, warm := e.opts.Duration, e.opts.Warmup
 	e.progress("1a raw SignCert+Marshal, 1 goroutine, %v", d)
-	one := row("1a", "raw SignCert+Marshal (ed25519 user CA key), 1 goroutine", 1, closedLoop(ctx, 1, warm, d, sign))
+	one := row("1a", "raw SignCert+Marshal (ed25519 user CA key), 1 goroutine", 1, closedLoop(ctx, e.cpu, 1, warm, d, sign))
 	e.progress("1b raw SignCert+Marshal, %d goroutines, %v", n, d)
-	all := row("1b", "raw SignCert+Marshal, GOMAXPROCS goroutines", n, closedLoop(ctx, n, warm, d, sign))
+	all := row("1b", "raw SignCert+Marshal, GOMAXPROCS goroutines", n, closedLoop(ctx, e.cpu, n, warm, d, sign))
 	return []Row{one, all}
 }
 
@@ -82,8 +81,8 @@ func (e *env) inProcPhase(ctx context.Context) []Row {
 	}
 	n, d := e.opts.Callers, e.opts.Duration
 	e.progress("2 in-process IssueUserCert, %d callers, %v", n, d)
-	s0 := e.db.Stats()
-	r := row("2", "in-process IssueUserCert, durable records", n, closedLoop(ctx, n, e.opts.Warmup, d, issue))
+	s0 := e.st.snapshot()
+	r := row("2", "in-process IssueUserCert, durable records", n, closedLoop(ctx, e.cpu, n, e.opts.Warmup, d, issue))
 	return []Row{e.withBatch(r, s0)}
 }
 
@@ -156,8 +155,8 @@ func (e *env) apiPhase(ctx context.Context) []Row {
 	for i, n := range e.opts.Clients {
 		id := fmt.Sprintf("3%c", 'a'+i)
 		e.progress("%s HTTPS API, %d keep-alive clients, %v", id, n, e.opts.Duration)
-		s0 := e.db.Stats()
-		r := row(id, "HTTPS API POST /v1/certs/user, keep-alive clients", n, closedLoop(ctx, n, e.opts.Warmup, e.opts.Duration, issue))
+		s0 := e.st.snapshot()
+		r := row(id, "HTTPS API POST /v1/certs/user, keep-alive clients", n, closedLoop(ctx, e.cpu, n, e.opts.Warmup, e.opts.Duration, issue))
 		r = e.withBatch(r, s0)
 		r.API = true
 		rows = append(rows, r)
@@ -169,7 +168,7 @@ func (e *env) apiPhase(ctx context.Context) []Row {
 func (e *env) floorPhase(ctx context.Context) []Row {
 	n := slices.Max(e.opts.Clients)
 	e.progress("3z HTTPS floor, GET /v1/ping, %d keep-alive clients, %v", n, e.opts.Duration)
-	return []Row{row("3z", "HTTPS floor: GET /v1/ping (no signing, no store), same clients", n, closedLoop(ctx, n, e.opts.Warmup, e.opts.Duration, e.apiPing()))}
+	return []Row{row("3z", "HTTPS floor: GET /v1/ping (no signing, no store), same clients", n, closedLoop(ctx, e.cpu, n, e.opts.Warmup, e.opts.Duration, e.apiPing()))}
 }
 
 // latencyPhase (row 4) offers a fixed request rate to the HTTPS API over
@@ -177,10 +176,10 @@ func (e *env) floorPhase(ctx context.Context) []Row {
 func (e *env) latencyPhase(ctx context.Context) []Row {
 	n, rate, d := slices.Max(e.opts.Clients), e.opts.Rate, e.opts.LatencyDuration
 	issue := e.apiIssue()
-	closedLoop(ctx, n, e.opts.Warmup, 0, issue) // open the connections
+	closedLoop(ctx, e.cpu, n, e.opts.Warmup, 0, issue) // open the connections
 	e.progress("4 HTTPS API, open loop at %d req/s over %d connections, %v", rate, n, d)
-	s0 := e.db.Stats()
-	r := row("4", fmt.Sprintf("HTTPS API, open loop at %d req/s offered", rate), n, openLoop(ctx, n, rate, d, issue))
+	s0 := e.st.snapshot()
+	r := row("4", fmt.Sprintf("HTTPS API, open loop at %d req/s offered", rate), n, openLoop(ctx, e.cpu, n, rate, d, issue))
 	r = e.withBatch(r, s0)
 	r.Offered, r.API = rate, true
 	return []Row{r}
@@ -227,9 +226,9 @@ func (e *env) keygenPhase(ctx context.Context) []Row {
 	}
 	d, warm := e.opts.KeygenDuration, min(e.opts.Warmup, 200*time.Millisecond)
 	e.progress("5a ssh-keygen -s sequential, %v", d)
-	seq := row("5a", seqName, 1, closedLoop(ctx, 1, warm, d, sign))
+	seq := row("5a", seqName, 1, closedLoop(ctx, e.cpu, 1, warm, d, sign))
 	e.progress("5b ssh-keygen -s, %d workers, %v", n, d)
-	par := row("5b", parName, n, closedLoop(ctx, n, warm, d, sign))
+	par := row("5b", parName, n, closedLoop(ctx, e.cpu, n, warm, d, sign))
 	return []Row{seq, par}
 }
 
@@ -246,11 +245,12 @@ func (e *env) checkKeygen(ctx context.Context, sign op, pub string) error {
 	return e.checkCert(b, e.users[0])
 }
 
-// withBatch records the store's ops per commit since s0 (warm-up included).
-func (e *env) withBatch(r Row, s0 store.BoltStats) Row {
-	s := e.db.Stats()
-	if c := s.Commits - s0.Commits; c > 0 {
-		r.OpsPerCommit = float64(s.Ops-s0.Ops) / float64(c)
+// withBatch records the store's ops per commit since s0 (warm-up
+// included), when the store counts them.
+func (e *env) withBatch(r Row, s0 commitCount) Row {
+	s := e.st.snapshot()
+	if c := s.commits - s0.commits; s.ok && s0.ok && c > 0 {
+		r.OpsPerCommit = float64(s.ops-s0.ops) / float64(c)
 	}
 	return r
 }

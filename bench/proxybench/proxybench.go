@@ -18,7 +18,12 @@
 //  5. the single-hop form "ssh -p PORT root@node1@proxy true", mode proxy;
 //  6. the proxy's resident memory with no tunnel and with 1,000 idle
 //     reverse tunnels (package sshproxy/tunnel's Client, run in the bench
-//     process, so their memory is not counted).
+//     process, so their memory is not counted);
+//  7. a fleet of 2,000 simulated nodes across two proxies, each node
+//     holding a tunnel to both as teleport-node run does (4,000 tunnels):
+//     each proxy's memory per tunnel, and how long after one proxy is
+//     killed (SIGKILL) and started again every node is connected to it
+//     again, with the nodes' real reconnect backoff.
 //
 // Context rows 1k and 2k repeat the setups of rows 1 and 2 with
 // curve25519-sha256 as the only key exchange: OpenSSH 9.2 clients offer
@@ -73,6 +78,12 @@ type Options struct {
 	SCPRuns int
 	// Tunnels is how many idle tunnels row 6 opens (default 1000).
 	Tunnels int
+	// FleetNodes is how many simulated nodes row 7 runs, each with a
+	// tunnel to both of its two proxies (default 2000; negative: no row
+	// 7).
+	FleetNodes int
+	// FleetOnly runs the CA and row 7 only: no sshd, so no root needed.
+	FleetOnly bool
 	// Settle is how long the proxy is left alone before its RSS is
 	// sampled (default 3s).
 	Settle time.Duration
@@ -105,7 +116,7 @@ type Options struct {
 // ShortOptions are the smoke run's: 5 setups, one scp of a 64 MiB file,
 // 100 tunnels, no wait for a quiet machine.
 func ShortOptions() Options {
-	return Options{Setups: 5, FileSize: 64 << 20, SCPRuns: 1, Tunnels: 100, Settle: time.Second, QuietWait: -1}
+	return Options{Setups: 5, FileSize: 64 << 20, SCPRuns: 1, Tunnels: 100, FleetNodes: 100, Settle: time.Second, QuietWait: -1}
 }
 
 func (o *Options) defaults() {
@@ -123,6 +134,9 @@ func (o *Options) defaults() {
 	}
 	if o.Tunnels <= 0 {
 		o.Tunnels = 1000
+	}
+	if o.FleetNodes == 0 {
+		o.FleetNodes = 2000
 	}
 	if o.QuietWait == 0 {
 		o.QuietWait = 10 * time.Second
@@ -217,6 +231,7 @@ type Report struct {
 	Took    time.Duration
 	Rows    []*Row // rows 1-5 in order, context rows after the row they vary
 	Memory  Memory // row 6
+	Fleet   Fleet  // row 7
 	// Notes are remarks on the run (such as how long the mode switch
 	// took).
 	Notes []string
@@ -260,6 +275,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	defer c.close()
 	b := &bench{o: o, c: c, cpu: cpuMeter{pids: c.pids}, start: rep.Started}
+	if o.FleetOnly {
+		return rep, b.fleetOnly(ctx, rep)
+	}
 	cleanup, err := b.prepare(rep)
 	defer cleanup()
 	if err != nil {
@@ -287,12 +305,27 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 
 	b.logf("row 6: %d idle tunnels", o.Tunnels)
 	rep.Memory = b.measureTunnels(ctx, o.Tunnels)
+	if o.FleetNodes > 0 {
+		b.logf("row 7: %d nodes across two proxies", o.FleetNodes)
+		rep.Fleet = b.measureFleet(ctx, o.FleetNodes)
+	}
 	rep.Took = time.Since(rep.Started)
 	if o.QuietWait > 0 {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("waited %v in all for the machine to be quiet (under %.0f%% busy for %v, at most %v) before each phase's setups and each scp",
 			b.waited.Round(100*time.Millisecond), 100*quietShare, quietWindow, o.QuietWait))
 	}
 	return rep, ctx.Err()
+}
+
+// fleetOnly sets up the CA alone and measures row 7.
+func (b *bench) fleetOnly(ctx context.Context, rep *Report) error {
+	if err := b.c.startCA(ctx, "proxy"); err != nil {
+		return fmt.Errorf("proxybench: setting up teleport-ca: %w", err)
+	}
+	b.logf("row 7: %d nodes across two proxies", b.o.FleetNodes)
+	rep.Fleet = b.measureFleet(ctx, max(b.o.FleetNodes, 1))
+	rep.Took = time.Since(rep.Started)
+	return ctx.Err()
 }
 
 // prepare picks the proxy binary and the node's .bashrc and writes the

@@ -63,9 +63,48 @@ func TestShortRun(t *testing.T) {
 	if m := rep.Memory; m.Err != nil || m.Tunnels != o.Tunnels || m.RSS0 <= 0 || m.RSS1 <= m.RSS0 {
 		t.Errorf("row 6: %+v", m)
 	}
+	if f := rep.Fleet; f.Err != nil || f.Nodes != o.FleetNodes || f.Proxies[0].RSS1 <= 0 || f.Proxies[1].RSS1 <= 0 ||
+		f.Reconnect <= 0 || f.NodeSide <= 0 || f.OtherMin != f.Nodes {
+		t.Errorf("row 7: %+v", f)
+	}
 	for _, a := range rep.Aims() {
 		if !a.Measured {
 			t.Errorf("aim %q not measured", a.What)
+		}
+	}
+}
+
+// Row 7's tables show both proxies, the restart and what was simulated.
+func TestWriteFleet(t *testing.T) {
+	rep := &Report{
+		Options: Options{FleetOnly: true},
+		Fleet: Fleet{
+			Nodes:   2000,
+			Proxies: [2]FleetProxy{{Name: "fleet-a", RSS0: 20 << 20, RSS1: 20<<20 + 2000*50<<10}, {Name: "fleet-b", RSS0: 20 << 20, RSS1: 20<<20 + 2000*120<<10}},
+			Join:    7 * time.Second, Connect: 12 * time.Second,
+			Listening: 190 * time.Millisecond, Half: 3 * time.Second, Most: 8 * time.Second,
+			Reconnect: 12 * time.Second, NodeSide: 12 * time.Second, OtherMin: 2000, Refused: 3884, RSSAfter: 124 << 20,
+			ProxyCPU: 2 * time.Second, NodesCPU: 3 * time.Second, Others: 0.04,
+		},
+	}
+	var out strings.Builder
+	rep.Write(&out)
+	for _, want := range []string{
+		"| 7 | simulated nodes, each with a tunnel to both proxies | 2000 | 4000 (2000) | fleet-a | 20.0 MiB | 117.7 MiB | 50.0 KiB |",
+		"| fleet-b | 20.0 MiB | 254.4 MiB | 120.0 KiB |",
+		"| 7r | kill -9 fleet-a, started again at once | 2000 | 190 ms | 3.00 s | 8.00 s | 12.0 s | 12.0 s | 2000 of 2000 | 3884 | 124.0 MiB | 2.00 s | 3.00 s | 4% |",
+		"NOT MET (fleet-a 50.0 KiB, fleet-b 120.0 KiB per tunnel",
+		"2000 simulated nodes x 2 proxies = 4000 tunnels",
+		"first wait after a loss is exactly 500ms",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+	// Only row 7 was run: no table or aim of the other rows.
+	for _, unwanted := range []string{"| 6 |", "NOT MEASURED", "setup p50"} {
+		if strings.Contains(out.String(), unwanted) {
+			t.Errorf("fleet-only report has %q:\n%s", unwanted, out.String())
 		}
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/opensshca/suite/sshproxy/tunnel"
 )
 
 // Machine describes where a report was measured.
@@ -100,7 +102,7 @@ func (r *Report) Aims() []Aim {
 	setup := func(id, name string, limit float64) {
 		a := Aim{What: fmt.Sprintf("%s: setup p50 <= %.2fx the stock jump host's", name, limit)}
 		row := r.Row(id)
-		if row.Err == nil && stock.Err == nil && len(row.Setups) > 0 && len(stock.Setups) > 0 {
+		if row != nil && stock != nil && row.Err == nil && stock.Err == nil && len(row.Setups) > 0 && len(stock.Setups) > 0 {
 			p, s := Percentile(row.Setups, 50), Percentile(stock.Setups, 50)
 			ratio := float64(p) / float64(s)
 			a.Measured, a.Met = true, ratio <= limit
@@ -111,7 +113,7 @@ func (r *Report) Aims() []Aim {
 	throughput := func(id, name string, limit float64) {
 		a := Aim{What: fmt.Sprintf("%s: scp throughput >= %.1fx the stock jump host's", name, limit)}
 		row := r.Row(id)
-		if row.Err == nil && stock.Err == nil && row.MiBps() > 0 && stock.MiBps() > 0 {
+		if row != nil && stock != nil && row.Err == nil && stock.Err == nil && row.MiBps() > 0 && stock.MiBps() > 0 {
 			ratio := row.MiBps() / stock.MiBps()
 			a.Measured, a.Met = true, ratio >= limit
 			a.Figures = fmt.Sprintf("%.2fx: %.0f MiB/s against %.0f MiB/s", ratio, row.MiBps(), stock.MiBps())
@@ -131,13 +133,34 @@ func (r *Report) Aims() []Aim {
 		mem.Figures = fmt.Sprintf("%.1f KiB per tunnel: RSS %s with %d tunnels, %s with none",
 			per, fmtMiB(m.RSS1), m.Tunnels, fmtMiB(m.RSS0))
 	}
-	return append(aims, mem)
+	aims = append(aims, mem)
+	if r.Fleet.Nodes > 0 {
+		fl := Aim{What: fmt.Sprintf("%d-node fleet on two proxies: <= 100 KiB of RSS per tunnel on each proxy", r.Fleet.Nodes)}
+		if f := r.Fleet; f.Err == nil && f.Proxies[0].RSS1 > 0 && f.Proxies[1].RSS1 > 0 {
+			a, b := f.Proxies[0].PerTunnel(f.Nodes)/1024, f.Proxies[1].PerTunnel(f.Nodes)/1024
+			fl.Measured, fl.Met = true, max(a, b) <= 100
+			fl.Figures = fmt.Sprintf("%s %.1f KiB, %s %.1f KiB per tunnel, %d tunnels each", f.Proxies[0].Name, a, f.Proxies[1].Name, b, f.Nodes)
+		}
+		aims = append(aims, fl)
+	}
+	return aims
 }
 
 // Write prints the machine line, the table of rows 1-5, row 6, the aims
 // and the notes, as Markdown.
 func (r *Report) Write(w io.Writer) {
 	fmt.Fprintf(w, "machine: %s\n\n", r.Machine)
+	if !r.Options.FleetOnly {
+		r.writeRows(w)
+	}
+	if r.Fleet.Nodes > 0 {
+		r.writeFleet(w)
+	}
+	r.writeNotes(w)
+}
+
+// writeRows prints the tables of rows 1-6.
+func (r *Report) writeRows(w io.Writer) {
 	stock := r.Row(RowStock)
 	stockP50, stockRate := time.Duration(0), 0.0
 	if stock != nil && stock.Err == nil {
@@ -190,8 +213,42 @@ func (r *Report) Write(w io.Writer) {
 	} else {
 		fmt.Fprintf(w, "| 6 | teleport-proxy holding idle reverse tunnels | %d | - | - | - | - | - |\n", m.Tunnels)
 	}
+}
+
+// writeFleet prints row 7's two tables: memory per proxy, then the
+// restart.
+func (r *Report) writeFleet(w io.Writer) {
+	f := r.Fleet
+	fmt.Fprintf(w, "\n| # | what | nodes | tunnels (to this proxy) | proxy | proxy RSS, none | proxy RSS, %d | per tunnel | joins took | all %d tunnels up after |\n", f.Nodes, 2*f.Nodes)
+	fmt.Fprintln(w, "|:--|:--|--:|--:|:--|--:|--:|--:|--:|--:|")
+	for _, p := range f.Proxies {
+		cells := []string{"7", "simulated nodes, each with a tunnel to both proxies", fmt.Sprint(f.Nodes), fmt.Sprintf("%d (%d)", 2*f.Nodes, f.Nodes), p.Name, "-", "-", "-", "-", "-"}
+		if p.RSS0 > 0 {
+			cells[5] = fmtMiB(p.RSS0)
+		}
+		if p.RSS1 > 0 {
+			cells[6], cells[7], cells[8], cells[9] = fmtMiB(p.RSS1), fmt.Sprintf("%.1f KiB", p.PerTunnel(f.Nodes)/1024), fmtDur(f.Join), fmtDur(f.Connect)
+		}
+		fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
+	}
+	fmt.Fprintln(w, "\n| # | what | tunnels lost | SIGKILL to listening | then half back | 90 % back | all back (proxy gauge) | all back (nodes' side) | other proxy's tunnels meanwhile (min) | failed attempts | RSS after | CPU: proxy | nodes | others |")
+	fmt.Fprintln(w, "|:--|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+	cells := []string{"7r", fmt.Sprintf("kill -9 %s, started again at once", f.Proxies[0].Name), fmt.Sprint(f.Nodes), "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-"}
+	if f.Reconnect > 0 {
+		cells[3], cells[4], cells[5], cells[6], cells[7] = fmtDur(f.Listening), fmtDur(f.Half), fmtDur(f.Most), fmtDur(f.Reconnect), fmtDur(f.NodeSide)
+		cells[8], cells[9], cells[10] = fmt.Sprintf("%d of %d", f.OtherMin, f.Nodes), fmt.Sprint(f.Refused), fmtMiB(f.RSSAfter)
+		cells[11], cells[12], cells[13] = fmtDur(f.ProxyCPU), fmtDur(f.NodesCPU), fmtShare(f.Others)
+	}
+	fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
+}
+
+// writeNotes prints the aims and the notes.
+func (r *Report) writeNotes(w io.Writer) {
 	fmt.Fprintln(w)
 	for _, a := range r.Aims() {
+		if r.Options.FleetOnly && !a.Measured {
+			continue
+		}
 		switch {
 		case !a.Measured:
 			fmt.Fprintf(w, "- aim %q: NOT MEASURED\n", a.What)
@@ -222,8 +279,15 @@ func (r *Report) Write(w io.Writer) {
 			fmt.Fprintf(w, "- row %s: other processes used %s of the machine's CPU while it ran: treat its figures as disturbed\n", row.ID, fmtShare(s))
 		}
 	}
-	if m.Err != nil {
+	if m := r.Memory; m.Err != nil {
 		fmt.Fprintf(w, "- row 6 failed: %v\n", m.Err)
+	}
+	if f := r.Fleet; f.Nodes > 0 {
+		if f.Err != nil {
+			fmt.Fprintf(w, "- row 7 failed: %v\n", f.Err)
+		}
+		fmt.Fprintf(w, "- row 7: %d simulated nodes x 2 proxies = %d tunnels, each node's two sshproxy/tunnel Clients in this process (what tunnel.Pool runs per listed proxy) with host certificates from the CA's joins, so their memory is not the proxies'; first handshakes at most %d at a time.\n", f.Nodes, 2*f.Nodes, dialConcurrency)
+		fmt.Fprintf(w, "- row 7r: nodes' reconnect policy, sshproxy/tunnel's defaults as teleport-node run keeps them: %s; the proxy's tunnel listener closes connections beyond %d handshakes at once. \"listening\" is the first TCP connect the restarted proxy's tunnel listener accepted; \"all back\" the first scrape (every 50 ms) of its teleport_proxy_tunnels_connected gauge showing every node; \"failed attempts\" the nodes' reports of a failed attempt to it after the kill; CPU from the kill until all were back (nodes: this process), others: the share of the machine's CPUs other processes used meanwhile.\n", fleetBackoff(), tunnel.DefaultMaxUnauthenticated)
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "- %s\n", n)
@@ -238,7 +302,7 @@ func (r *Report) Failed() bool {
 			return true
 		}
 	}
-	return r.Memory.Err != nil
+	return r.Memory.Err != nil || r.Fleet.Err != nil
 }
 
 func fmtDur(d time.Duration) string {

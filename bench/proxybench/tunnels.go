@@ -55,10 +55,11 @@ const (
 	dialConcurrency = 32
 )
 
-// joinIdleNodes registers n nodes with the CA, as teleport-node join
-// would, through its HTTPS API with the pinned client.
-func (c *cluster) joinIdleNodes(ctx context.Context, n int) ([]idleNode, error) {
-	tok, err := c.token(ctx, "node", map[string]string{"env": "idle"}, true)
+// joinIdleNodes registers n nodes named prefix0000, prefix0001, ...
+// with the CA, as teleport-node join would, through its HTTPS API with
+// the pinned client.
+func (c *cluster) joinIdleNodes(ctx context.Context, prefix string, n int) ([]idleNode, error) {
+	tok, err := c.token(ctx, "node", map[string]string{"env": prefix}, true)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +79,7 @@ func (c *cluster) joinIdleNodes(ctx context.Context, n int) ([]idleNode, error) 
 					errs <- nil
 					return
 				}
-				nd, err := joinIdle(ctx, cl, tok, fmt.Sprintf("idle%04d", i))
+				nd, err := joinIdle(ctx, cl, tok, fmt.Sprintf("%s%04d", prefix, i))
 				if err != nil {
 					errs <- err
 					return
@@ -141,54 +142,73 @@ func joinIdle(ctx context.Context, cl *client.Client, token, name string) (idleN
 	return idleNode{name: name, signer: signer}, nil
 }
 
-// tunnelFleet runs one tunnel.Client per node in this process, all
-// pointed at the proxy's tunnel listener, with a Target that is never
-// dialled (the proxy opens no channel on them).
+// tunnelFleet runs, in this process, one tunnel.Client per node and proxy
+// tunnel listener (what tunnel.Pool runs for a node that the CA lists
+// several proxies to), with a Target that is never dialled (the proxy
+// opens no channel on them) and the clients' default keepalive and
+// backoff, as teleport-node run has them.
 type tunnelFleet struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	up     atomic.Int64
+	// up counts the tunnels up, per proxy address in the order given.
+	up []atomic.Int64
+	// down, per proxy address, when set, counts the reports of a tunnel
+	// lost or an attempt failed (row 7's restart).
+	down []atomic.Pointer[atomic.Int64]
 }
 
-// startTunnels starts the clients, at most dialConcurrency handshakes at a
-// time, and returns at once.
-func (c *cluster) startTunnels(ctx context.Context, nodes []idleNode) (*tunnelFleet, error) {
+// startTunnels starts the clients of every node to every address in
+// addrs, at most dialConcurrency first handshakes at a time, and returns
+// at once.
+func (c *cluster) startTunnels(ctx context.Context, nodes []idleNode, addrs []string) (*tunnelFleet, error) {
 	hostCA, _, _, _, err := ssh.ParseAuthorizedKey([]byte(c.hostCA))
 	if err != nil {
 		return nil, fmt.Errorf("proxybench: the host CA key: %w", err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	f := &tunnelFleet{cancel: cancel}
+	f := &tunnelFleet{cancel: cancel, up: make([]atomic.Int64, len(addrs)), down: make([]atomic.Pointer[atomic.Int64], len(addrs))}
 	slots := make(chan struct{}, dialConcurrency)
 	f.wg.Go(func() {
 		for _, n := range nodes {
-			select {
-			case slots <- struct{}{}:
-			case <-ctx.Done():
-				return
+			for i, addr := range addrs {
+				select {
+				case slots <- struct{}{}:
+				case <-ctx.Done():
+					return
+				}
+				f.wg.Go(func() { _ = f.client(n, i, addr, hostCA, slots).Run(ctx) })
 			}
-			var once sync.Once
-			connected := false
-			cl := &tunnel.Client{
-				Node: n.name, ProxyAddr: c.tunAddr,
-				Signer:  func() (ssh.Signer, error) { return n.signer, nil },
-				HostCAs: func() []ssh.PublicKey { return []ssh.PublicKey{hostCA} },
-				Target:  "127.0.0.1:1",
-				OnState: func(up bool, _ error) {
-					once.Do(func() { <-slots })
-					switch {
-					case up && !connected:
-						f.up.Add(1)
-					case !up && connected:
-						f.up.Add(-1)
-					}
-					connected = up
-				},
-			}
-			f.wg.Go(func() { _ = cl.Run(ctx) })
 		}
 	})
 	return f, nil
+}
+
+// client is node n's tunnel client to addr, the i-th address: it counts
+// itself in f.up[i] while connected and frees a slot after its first
+// attempt.
+func (f *tunnelFleet) client(n idleNode, i int, addr string, hostCA ssh.PublicKey, slots <-chan struct{}) *tunnel.Client {
+	up := &f.up[i]
+	var once sync.Once
+	connected := false
+	return &tunnel.Client{
+		Node: n.name, ProxyAddr: addr,
+		Signer:  func() (ssh.Signer, error) { return n.signer, nil },
+		HostCAs: func() []ssh.PublicKey { return []ssh.PublicKey{hostCA} },
+		Target:  "127.0.0.1:1",
+		OnState: func(isUp bool, _ error) {
+			once.Do(func() { <-slots })
+			if d := f.down[i].Load(); d != nil && !isUp {
+				d.Add(1)
+			}
+			switch {
+			case isUp && !connected:
+				up.Add(1)
+			case !isUp && connected:
+				up.Add(-1)
+			}
+			connected = isUp
+		},
+	}
 }
 
 // stop ends every client and waits for them.
@@ -204,7 +224,7 @@ func (f *tunnelFleet) stop() {
 func (b *bench) measureTunnels(ctx context.Context, n int) Memory {
 	m := Memory{Tunnels: n}
 	start := time.Now()
-	nodes, err := b.c.joinIdleNodes(ctx, n)
+	nodes, err := b.c.joinIdleNodes(ctx, "idle", n)
 	m.Join = time.Since(start)
 	if err != nil {
 		m.Err = err
@@ -226,7 +246,7 @@ func (b *bench) measureTunnels(ctx context.Context, n int) Memory {
 	b.profileStart("tunnels-0")
 	b.profileStop()
 	b.profileStart(fmt.Sprintf("tunnels-%d", n))
-	fleet, err := b.c.startTunnels(ctx, nodes)
+	fleet, err := b.c.startTunnels(ctx, nodes, []string{b.c.tunAddr})
 	if err != nil {
 		m.Err = err
 		return m
@@ -234,7 +254,7 @@ func (b *bench) measureTunnels(ctx context.Context, n int) Memory {
 	defer fleet.stop()
 	start = time.Now()
 	err = waitFor(ctx, 60*time.Second, fmt.Sprintf("%d idle tunnels up", n), b.c.proxy, func() error {
-		if up := fleet.up.Load(); up < int64(n) {
+		if up := fleet.up[0].Load(); up < int64(n) {
 			return fmt.Errorf("%d of %d up", up, n)
 		}
 		return nil
@@ -253,6 +273,11 @@ func (b *bench) measureTunnels(ctx context.Context, n int) Memory {
 // settledRSS waits settleTime, then returns the median of five VmRSS
 // samples of the proxy 200 ms apart.
 func (b *bench) settledRSS(ctx context.Context) (int64, error) {
+	return b.settledRSSPid(ctx, b.c.proxy.pid())
+}
+
+// settledRSSPid is settledRSS for process pid.
+func (b *bench) settledRSSPid(ctx context.Context, pid int) (int64, error) {
 	select {
 	case <-time.After(b.o.settle()):
 	case <-ctx.Done():
@@ -263,7 +288,7 @@ func (b *bench) settledRSS(ctx context.Context) (int64, error) {
 		if i > 0 {
 			time.Sleep(200 * time.Millisecond)
 		}
-		v, err := vmRSS(b.c.proxy.pid())
+		v, err := vmRSS(pid)
 		if err != nil {
 			return 0, err
 		}

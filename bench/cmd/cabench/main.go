@@ -1,10 +1,13 @@
 // Command cabench measures certificate issuance on this machine in one run
 // and prints a side-by-side table: raw ed25519 signing, the in-process
 // issuance pipeline with durable records, the HTTPS API (closed loop, and
-// open loop at a fixed rate for latency), and stock ssh-keygen -s. It
-// makes a throw-away authority in a temporary data dir and removes it at
-// exit. `make bench` runs it; docs/BENCHMARKS.md explains the rows and
-// records a result. See package bench.
+// open loop at a fixed rate for latency), stock ssh-keygen -s, and
+// sign-in latency. It makes a throw-away authority in a temporary data dir
+// and removes it at exit. With -storage bolt,etcd it runs once per store
+// (for etcd, on a throw-away etcd server it starts) and prints the rows
+// that depend on the store side by side. `make bench` runs it so;
+// docs/BENCHMARKS.md explains the rows and records results. See package
+// bench.
 package main
 
 import (
@@ -16,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -33,7 +37,10 @@ func main() {
 
 // config is what the flags say.
 type config struct {
-	opts       bench.Options
+	opts bench.Options
+	// storages are the stores to measure, in order; with more than one,
+	// the later runs measure only bench.StoragePhases.
+	storages   []string
 	cpuProfile string
 }
 
@@ -46,11 +53,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "cabench:", err)
 		return 2
 	}
-	rep, err := measure(ctx, cfg)
-	if rep != nil {
-		if werr := rep.Write(stdout); werr != nil && err == nil {
-			err = werr
-		}
+	reps, err := measure(ctx, cfg)
+	var werr error
+	switch {
+	case len(cfg.storages) > 1 && len(reps) > 0:
+		werr = bench.WriteComparison(stdout, reps)
+	case len(reps) == 1:
+		werr = reps[0].Write(stdout)
+	}
+	if err == nil {
+		err = werr
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "cabench:", err)
@@ -59,8 +71,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// measure runs the benchmark, under the CPU profiler if asked.
-func measure(ctx context.Context, cfg config) (*bench.Report, error) {
+// measure runs the benchmark once per store, under the CPU profiler if
+// asked, and returns the reports measured so far.
+func measure(ctx context.Context, cfg config) ([]*bench.Report, error) {
 	if cfg.cpuProfile != "" {
 		f, err := os.Create(cfg.cpuProfile)
 		if err != nil {
@@ -72,7 +85,47 @@ func measure(ctx context.Context, cfg config) (*bench.Report, error) {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	return bench.Run(ctx, cfg.opts)
+	var reps []*bench.Report
+	for i, st := range cfg.storages {
+		opts := cfg.opts
+		opts.Storage = st
+		if i > 0 {
+			opts.Phases = storagePhases(opts.Phases)
+		}
+		if len(cfg.storages) > 1 {
+			fmt.Fprintf(opts.Progress, "cabench: store %s, phases %s\n", bench.StorageName(st), strings.Join(opts.Phases, ","))
+		}
+		rep, err := bench.Run(ctx, opts)
+		if rep != nil {
+			if raw, ok := reps0Raw(reps); ok {
+				rep.RelativeTo(raw)
+			}
+			reps = append(reps, rep)
+		}
+		if err != nil {
+			return reps, fmt.Errorf("store %s: %w", bench.StorageName(st), err)
+		}
+	}
+	return reps, nil
+}
+
+// reps0Raw returns the raw parallel signing row of the first report.
+func reps0Raw(reps []*bench.Report) (bench.Row, bool) {
+	if len(reps) == 0 {
+		return bench.Row{}, false
+	}
+	return reps[0].Row("1b")
+}
+
+// storagePhases keeps those of phases whose figures depend on the store.
+func storagePhases(phases []string) []string {
+	var out []string
+	for _, p := range phases {
+		if slices.Contains(bench.StoragePhases, p) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -84,8 +137,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 
 Measures OpenSSH user certificate issuance in one run: raw signing,
 in-process issuance with durable records, the HTTPS API (throughput and
-latency at a fixed offered load) and ssh-keygen -s. Prints a Markdown
-table. The default run takes about 45 s; -short about 10 s.
+latency at a fixed offered load), ssh-keygen -s and sign-in latency.
+Prints a Markdown table. The default run takes about 50 s; -short about
+10 s. -storage bolt,etcd measures on both stores (etcd: a throw-away
+server from /usr/bin/etcd) and prints them side by side, about 90 s.
 
 `)
 		fs.PrintDefaults()
@@ -101,6 +156,10 @@ table. The default run takes about 45 s; -short about 10 s.
 		kgDur   = fs.Duration("keygen", 2500*time.Millisecond, "length of each ssh-keygen row (row 5)")
 		phases  = fs.String("phases", strings.Join(bench.AllPhases, ","), "comma-separated phases to run")
 		dir     = fs.String("dir", "", "parent of the temporary data dir (default $TMPDIR or /tmp); its file system sets the fsync cost")
+		storage = fs.String("storage", bench.StorageBolt, "comma-separated stores to measure, "+strings.Join(bench.AllStorage, " or ")+"; with two, the rows that depend on the store are printed side by side")
+		siRate  = fs.Int("signin-rate", 50, "offered sign-ins per second of row 6")
+		siDur   = fs.Duration("signin", 4*time.Second, "how long row 6 offers its sign-ins")
+		siConns = fs.Int("signin-clients", 8, "keep-alive connections of row 6")
 	)
 	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (use with -phases)")
 	if err := fs.Parse(args); err != nil {
@@ -115,6 +174,7 @@ table. The default run takes about 45 s; -short about 10 s.
 		shortDefault(set, "duration", dur, 600*time.Millisecond)
 		shortDefault(set, "latency", latDur, 1500*time.Millisecond)
 		shortDefault(set, "keygen", kgDur, 500*time.Millisecond)
+		shortDefault(set, "signin", siDur, time.Second)
 	}
 	ns, err := parseInts(*clients)
 	if err != nil {
@@ -123,12 +183,35 @@ table. The default run takes about 45 s; -short about 10 s.
 	cfg.opts = bench.Options{
 		Dir: *dir, Duration: *dur, Warmup: *warmup, Callers: *callers, Clients: ns,
 		Rate: *rate, LatencyDuration: *latDur, KeygenDuration: *kgDur,
+		SignInRate: *siRate, SignInDuration: *siDur, SignInClients: *siConns,
 		Phases: strings.Split(*phases, ","), Progress: stderr,
 	}
-	if *dur <= 0 || *latDur <= 0 || *kgDur <= 0 || *callers <= 0 || *rate <= 0 {
-		return cfg, errors.New("durations, -callers and -rate must be positive")
+	if *dur <= 0 || *latDur <= 0 || *kgDur <= 0 || *siDur <= 0 || *callers <= 0 || *rate <= 0 || *siRate <= 0 || *siConns <= 0 {
+		return cfg, errors.New("durations, -callers, -rate, -signin-rate and -signin-clients must be positive")
+	}
+	if cfg.storages, err = parseStorages(*storage); err != nil {
+		return cfg, fmt.Errorf("-storage: %w", err)
 	}
 	return cfg, nil
+}
+
+// parseStorages reads -storage: one or more distinct stores.
+func parseStorages(s string) ([]string, error) {
+	var out []string
+	for f := range strings.SplitSeq(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "bbolt" {
+			f = bench.StorageBolt
+		}
+		switch {
+		case !slices.Contains(bench.AllStorage, f):
+			return nil, fmt.Errorf("%q is not one of %s", f, strings.Join(bench.AllStorage, ", "))
+		case slices.Contains(out, f):
+			return nil, fmt.Errorf("%q given twice", f)
+		}
+		out = append(out, f)
+	}
+	return out, nil
 }
 
 // shortDefault sets *v to d unless the flag was given.

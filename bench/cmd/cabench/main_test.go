@@ -3,9 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/opensshca/suite/bench"
+	"github.com/opensshca/suite/ca/store/storetest"
 )
 
 // TestShortRun runs every phase for a few hundred milliseconds and checks
@@ -25,11 +29,15 @@ func TestShortRun(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	rep, err := measure(ctx, cfg)
+	reps, err := measure(ctx, cfg)
 	if err != nil {
 		t.Fatalf("measure: %v\n%s", err, stderr.String())
 	}
-	want := []string{"1a", "1b", "2", "3a", "3b", "3z", "4", "5a", "5b"}
+	if len(reps) != 1 {
+		t.Fatalf("%d reports, want 1", len(reps))
+	}
+	rep := reps[0]
+	want := []string{"1a", "1b", "2", "3a", "3b", "3z", "4", "5a", "5b", "6"}
 	if len(rep.Rows) != len(want) {
 		t.Fatalf("got %d rows, want %d: %+v", len(rep.Rows), len(want), rep.Rows)
 	}
@@ -52,7 +60,7 @@ func TestShortRun(t *testing.T) {
 			t.Errorf("row %s (%s): rate %.1f from %d certs, want > 0", r.ID, r.Name, r.Rate(), r.Certs)
 		}
 		// Durable rows write through the store; the others do not.
-		if durable := r.ID == "2" || r.ID == "4" || strings.HasPrefix(r.ID, "3") && r.ID != "3z"; durable != (r.OpsPerCommit >= 1) {
+		if durable := r.ID == "2" || r.ID == "4" || r.ID == "6" || strings.HasPrefix(r.ID, "3") && r.ID != "3z"; durable != (r.OpsPerCommit >= 1) {
 			t.Errorf("row %s: ops per commit %.1f", r.ID, r.OpsPerCommit)
 		}
 	}
@@ -63,7 +71,59 @@ func TestShortRun(t *testing.T) {
 	if err := rep.Write(&out); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"machine: GOMAXPROCS=", "| 1a ", "| 4 ", "aim \"API >= 25% of raw signing rate\""} {
+	for _, s := range []string{"machine: GOMAXPROCS=", "store:   bbolt", "| 1a ", "| 4 ", "| 6 ", "aim \"API >= 25% of raw signing rate\""} {
+		if !strings.Contains(out.String(), s) {
+			t.Errorf("output lacks %q:\n%s", s, out.String())
+		}
+	}
+}
+
+// TestShortRunStorage measures the rows that depend on the store on bbolt
+// and on a throw-away etcd, and prints them side by side.
+func TestShortRunStorage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd and runs the benchmark twice for about 5 s")
+	}
+	storetest.RequireEtcd(t)
+	var stderr bytes.Buffer
+	cfg, err := parseFlags([]string{
+		"-short", "-duration", "150ms", "-warmup", "50ms", "-latency", "300ms", "-signin", "300ms",
+		"-clients", "4", "-callers", "8", "-rate", "200", "-signin-rate", "40", "-dir", t.TempDir(),
+		"-phases", "raw,inproc,api,latency,signin", "-storage", "bolt,etcd",
+	}, &stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	reps, err := measure(ctx, cfg)
+	if err != nil {
+		t.Fatalf("measure: %v\n%s", err, stderr.String())
+	}
+	if len(reps) != 2 || reps[1].Options.Storage != bench.StorageEtcd {
+		t.Fatalf("got %d reports, want bolt then etcd", len(reps))
+	}
+	// The etcd run measures only the phases that depend on the store.
+	want := []string{"2", "3a", "4", "6"}
+	if len(reps[1].Rows) != len(want) {
+		t.Fatalf("etcd rows: %+v, want %v", reps[1].Rows, want)
+	}
+	for i, r := range reps[1].Rows {
+		if r.ID != want[i] || r.Errors != 0 || r.Certs == 0 || r.Skipped != "" {
+			t.Errorf("etcd row %d: id %s, %d certs, %d errors (%s), skipped %q", i, r.ID, r.Certs, r.Errors, r.FirstError, r.Skipped)
+		}
+		if r.OpsPerCommit <= 0 {
+			t.Errorf("etcd row %s: no proposals per fsync from etcd's metrics", r.ID)
+		}
+		if r.VsRaw <= 0 && r.Offered == 0 {
+			t.Errorf("etcd row %s: no ratio to the bbolt run's raw rate", r.ID)
+		}
+	}
+	var out bytes.Buffer
+	if err := bench.WriteComparison(&out, reps); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"store etcd: etcd (", "| etcd / bbolt |", "#### etcd"} {
 		if !strings.Contains(out.String(), s) {
 			t.Errorf("output lacks %q:\n%s", s, out.String())
 		}
@@ -97,6 +157,24 @@ func TestParseFlags(t *testing.T) {
 				t.Errorf("clients = %v", got)
 			}
 		}},
+		{name: "default storage", check: func(t *testing.T, c config) {
+			if !slices.Equal(c.storages, []string{bench.StorageBolt}) {
+				t.Errorf("storages = %v", c.storages)
+			}
+		}},
+		{name: "both stores", args: []string{"-storage", "bolt, etcd"}, check: func(t *testing.T, c config) {
+			if !slices.Equal(c.storages, []string{bench.StorageBolt, bench.StorageEtcd}) {
+				t.Errorf("storages = %v", c.storages)
+			}
+		}},
+		{name: "bbolt alias", args: []string{"-storage", "bbolt"}, check: func(t *testing.T, c config) {
+			if !slices.Equal(c.storages, []string{bench.StorageBolt}) {
+				t.Errorf("storages = %v", c.storages)
+			}
+		}},
+		{name: "unknown storage", args: []string{"-storage", "bolt,redis"}, wantErr: true},
+		{name: "storage twice", args: []string{"-storage", "etcd,etcd"}, wantErr: true},
+		{name: "zero sign-in rate", args: []string{"-signin-rate", "0"}, wantErr: true},
 		{name: "bad clients", args: []string{"-clients", "8,x"}, wantErr: true},
 		{name: "zero clients", args: []string{"-clients", "0"}, wantErr: true},
 		{name: "negative rate", args: []string{"-rate", "-1"}, wantErr: true},

@@ -1,7 +1,9 @@
 // Command proxybench measures teleport-proxy against a stock OpenSSH jump
-// host (setup time, scp throughput) and the proxy's memory per idle
-// tunnel; see package bench/proxybench and docs/BENCHMARKS.md. It needs
-// root (it runs sshd) and the OpenSSH client and server.
+// host (setup time, scp throughput), the proxy's memory per idle tunnel,
+// and a fleet of 2,000 simulated nodes across two proxies (memory per
+// tunnel, reconnect time after a proxy is killed); see package
+// bench/proxybench and docs/BENCHMARKS.md. It needs root (it runs sshd)
+// and the OpenSSH client and server, except with -fleet-only.
 package main
 
 import (
@@ -33,7 +35,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	if os.Geteuid() != 0 {
+	if os.Geteuid() != 0 && !o.FleetOnly {
 		fmt.Fprintln(stderr, "proxybench: needs root (it runs sshd)")
 		return 1
 	}
@@ -65,7 +67,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if o.Hold != nil {
 		return 0
 	}
-	fmt.Fprintln(stdout, "teleport-proxy against the stock OpenSSH jump host, same node sshd")
+	if o.FleetOnly {
+		fmt.Fprintf(stdout, "teleport-proxy: %d simulated nodes across two proxies\n", rep.Fleet.Nodes)
+	} else {
+		fmt.Fprintln(stdout, "teleport-proxy against the stock OpenSSH jump host, same node sshd")
+	}
 	fmt.Fprintln(stdout)
 	rep.Write(stdout)
 	if rep.Failed() {
@@ -84,6 +90,8 @@ func parse(args []string, stderr io.Writer) (proxybench.Options, error) {
 	sizeMiB := fs.Int64("size", 0, "scp file size in MiB (default 1024; -short 64)")
 	fs.IntVar(&o.SCPRuns, "scp-runs", 0, "scp runs per row, the best shown (default 2; -short 1)")
 	fs.IntVar(&o.Tunnels, "tunnels", 0, "idle tunnels for row 6 (default 1000; -short 100)")
+	fs.IntVar(&o.FleetNodes, "fleet", 0, "simulated nodes of row 7, each with a tunnel to both of two proxies (default 2000; -short 100; negative: no row 7)")
+	fs.BoolVar(&o.FleetOnly, "fleet-only", false, "run the CA and row 7 only (no sshd; root not needed)")
 	fs.DurationVar(&o.QuietWait, "quiet-wait", 0, "longest wait for a nearly idle machine before each phase's setups and each scp (default 10s; -short and negative: none)")
 	fs.StringVar(&o.ProfileDir, "profile", "", "run teleport-proxy's profiling twin and write CPU and heap profiles of each phase to this `directory`")
 	fs.BoolVar(&o.MachineBashrc, "machine-bashrc", false, "let the node's sessions source this machine's /root/.bashrc (default: Debian's stock one, in the node sshd's mount namespace)")
@@ -102,7 +110,7 @@ func parse(args []string, stderr io.Writer) (proxybench.Options, error) {
 	if *short {
 		s := proxybench.ShortOptions()
 		o.Settle = s.Settle
-		for _, f := range []struct{ dst, src *int }{{&o.Setups, &s.Setups}, {&o.Tunnels, &s.Tunnels}, {&o.SCPRuns, &s.SCPRuns}} {
+		for _, f := range []struct{ dst, src *int }{{&o.Setups, &s.Setups}, {&o.Tunnels, &s.Tunnels}, {&o.SCPRuns, &s.SCPRuns}, {&o.FleetNodes, &s.FleetNodes}} {
 			if *f.dst == 0 {
 				*f.dst = *f.src
 			}
