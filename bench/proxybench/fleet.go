@@ -330,6 +330,6 @@ func (b *bench) settledRSSOf(ctx context.Context, p *proc) (int64, error) {
 // fleetBackoff describes the nodes' reconnect policy (package
 // sshproxy/tunnel's defaults, which teleport-node run keeps).
 func fleetBackoff() string {
-	return fmt.Sprintf("the n-th wait in a row drawn uniformly from [%v, min(%v, %v x 2^n)] (full jitter; the first wait after a loss is exactly %v), keepalive every %v",
-		tunnel.DefaultMinBackoff, tunnel.DefaultMaxBackoff, tunnel.DefaultMinBackoff, tunnel.DefaultMinBackoff, tunnel.DefaultKeepaliveInterval)
+	return fmt.Sprintf("the n-th wait in a row drawn uniformly from [%v, min(%v, %v x 2^(n+1))] (full jitter, the first wait after a loss too), keepalive every %v",
+		tunnel.DefaultMinBackoff, tunnel.DefaultMaxBackoff, tunnel.DefaultMinBackoff, tunnel.DefaultKeepaliveInterval)
 }

@@ -314,7 +314,11 @@ func splice(ctx context.Context, ch ssh.Channel, tc net.Conn) {
 func (c *Client) backoff(n int) time.Duration {
 	lo := orDefault(c.MinBackoff, DefaultMinBackoff)
 	hi := max(orDefault(c.MaxBackoff, DefaultMaxBackoff), lo)
-	ceil := lo
+	// The first retry is spread too (lo to 2*lo): after a proxy restart
+	// every node retries at once otherwise, and thousands of handshakes
+	// arriving together overrun the proxy's cap on them (proxybench row
+	// 7r saw 2,850 failed attempts from 2,000 nodes).
+	ceil := min(2*lo, hi)
 	for i := 0; i < n && ceil < hi; i++ {
 		ceil *= 2
 	}

@@ -103,6 +103,8 @@ type Server struct {
 
 	dropped     atomic.Int64 // connections closed over MaxUnauthenticated
 	lastDropLog atomic.Int64 // unix nanoseconds
+	// slotFree is poked when a handshake ends (see waitForSlot).
+	slotFree chan struct{}
 }
 
 // tunnel is one node's live connection. It is kept small: the proxy holds
@@ -120,6 +122,7 @@ func (s *Server) init() {
 		s.done = make(chan struct{})
 		s.listeners = make(map[net.Listener]struct{})
 		s.handshakes = make(map[net.Conn]struct{})
+		s.slotFree = make(chan struct{}, 1)
 		s.tunnels = make(map[string]*tunnel)
 		switch {
 		case s.Signer == nil:
@@ -170,6 +173,9 @@ func (s *Server) Serve(l net.Listener) error {
 
 	var delay time.Duration
 	for {
+		if !s.waitForSlot() {
+			return ErrServerClosed
+		}
 		nc, err := l.Accept()
 		if err != nil {
 			if s.isClosed() {
@@ -199,6 +205,34 @@ func (s *Server) isClosed() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.closed
+}
+
+// waitForSlot holds off the next Accept while MaxUnauthenticated
+// handshakes are in flight, for up to the handshake timeout: connections
+// wait in the kernel's listen queue meanwhile, so a burst (every node of
+// a fleet reconnecting after a proxy restart) is served as fast as the
+// handshakes finish instead of being closed and retried later. Past the
+// timeout (stalled clients hold every slot) the next connection is
+// accepted and closed, as before. It reports false when the server
+// closes.
+func (s *Server) waitForSlot() bool {
+	deadline := time.NewTimer(s.handshakeTimeout())
+	defer deadline.Stop()
+	for {
+		s.mu.Lock()
+		full := len(s.handshakes) >= s.maxUnauthenticated()
+		s.mu.Unlock()
+		if !full {
+			return true
+		}
+		select {
+		case <-s.slotFree:
+		case <-deadline.C:
+			return true
+		case <-s.done:
+			return false
+		}
+	}
 }
 
 // startHandshake runs the handshake of nc in a goroutine that then serves
@@ -247,6 +281,10 @@ func (s *Server) handle(nc net.Conn) {
 	s.mu.Lock()
 	delete(s.handshakes, nc)
 	s.mu.Unlock()
+	select {
+	case s.slotFree <- struct{}{}:
+	default:
+	}
 	if err != nil {
 		nc.Close()
 		// Refusals were logged with their reason by authenticate.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -577,7 +578,7 @@ func TestHandshakeLimits(t *testing.T) {
 
 	t.Run("limit", func(t *testing.T) {
 		t.Parallel()
-		p := cl.startProxy("", func(s *Server) { s.MaxUnauthenticated = 2 }, nil)
+		p := cl.startProxy("", func(s *Server) { s.MaxUnauthenticated = 2; s.HandshakeTimeout = 3 * time.Second }, nil)
 		a := silent(p)
 		silent(p)
 		waitFor(t, 10*time.Second, "two handshakes in flight", func() bool {
@@ -585,14 +586,25 @@ func TestHandshakeLimits(t *testing.T) {
 			defer p.mu.Unlock()
 			return len(p.handshakes) == 2
 		})
-		if !closedWithin(silent(p), 10*time.Second) {
-			t.Error("a third concurrent handshake was not closed")
+		// A third waits in the listen queue: not served while both slots
+		// are taken (the server has not even sent its version line)...
+		third := silent(p)
+		_ = third.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		if n, err := third.Read(make([]byte, 1)); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("a third concurrent handshake was served or closed at once: n=%d err=%v", n, err)
 		}
-		contains(t, p.logs, "too many handshakes in flight")
-		// A slot frees up, and a node gets in.
+		// ...and is served as soon as a slot frees up.
 		a.Close()
+		_ = third.SetReadDeadline(time.Now().Add(5 * time.Second))
+		b := make([]byte, 8)
+		if n, err := io.ReadFull(third, b); err != nil || string(b[:n]) != "SSH-2.0-" {
+			t.Fatalf("the waiting connection was not served when a slot freed: %q %v", b[:n], err)
+		}
+		// Stalled clients holding every slot past the handshake timeout
+		// do not hold off the rest for ever: they are closed, and a node
+		// gets in.
 		n := cl.startNode(p, "node1", cl.nodeSigner("node1"), nil)
-		waitFor(t, 10*time.Second, "node1 connected", func() bool { return n.states.up.Load() == 1 })
+		waitFor(t, 15*time.Second, "node1 connected", func() bool { return n.states.up.Load() == 1 })
 	})
 }
 
@@ -652,11 +664,19 @@ func TestBackoff(t *testing.T) {
 	t.Parallel()
 	c := &Client{MinBackoff: 10 * time.Millisecond, MaxBackoff: 300 * time.Millisecond}
 	for n := range 12 {
-		ceil := min(10*time.Millisecond<<n, 300*time.Millisecond)
+		ceil := min(20*time.Millisecond<<n, 300*time.Millisecond)
+		spread := map[time.Duration]bool{}
 		for range 50 {
-			if d := c.backoff(n); d < 10*time.Millisecond || d > ceil {
+			d := c.backoff(n)
+			if d < 10*time.Millisecond || d > ceil {
 				t.Fatalf("backoff(%d) = %v, want within [10ms, %v]", n, d, ceil)
 			}
+			spread[d] = true
+		}
+		// Every retry is jittered, the first too: nodes that lost the
+		// same proxy must not all come back at the same instant.
+		if len(spread) < 10 {
+			t.Fatalf("backoff(%d) took only %d values in 50 draws", n, len(spread))
 		}
 	}
 	d := (&Client{}).backoff(100)
