@@ -49,9 +49,9 @@ type cluster struct {
 	// front of it); caURL, when set, is where proxies and nodes reach the
 	// CA (a balancer in front of replicas).
 	publicAddr, caURL string
-	proxy              *exec.Cmd
-	proxyLog           *testbin.Buffer
-	proxyDone          chan struct{}
+	proxy             *exec.Cmd
+	proxyLog          *testbin.Buffer
+	proxyDone         chan struct{}
 }
 
 func newCluster(t *testing.T, caArgs ...string) *cluster {
