@@ -680,6 +680,13 @@ func TestProxyRecordingMode(t *testing.T) {
 		}
 	})
 
+	// restartedTunnel bounds the wait for a tunnel after the later proxy
+	// restarts: the nodes' backoff grows with each tunnel that lived less
+	// than a minute (several restarts in a row here), so their retry may
+	// come later than after a first loss, whose 10 s bound "proxy restart"
+	// checks.
+	const restartedTunnel = 40 * time.Second
+
 	t.Run("proxy restart: tunnels return", func(t *testing.T) {
 		c.stopProxy(syscall.SIGKILL)
 		c.startProxy()
@@ -761,7 +768,7 @@ func TestProxyRecordingMode(t *testing.T) {
 		// nodes' host certificates, its session signer.
 		c.stopProxy(syscall.SIGKILL)
 		c.startProxy()
-		waitTunnel(t, alice, "root", prod, 20*time.Second)
+		waitTunnel(t, alice, "root", prod, restartedTunnel)
 		if out, code := alice.run(t, nil, "ssh", "root@node1", "echo after-restart-$((4*4))"); code != 0 || !strings.Contains(out, "after-restart-16") {
 			t.Fatalf("a new session after a proxy restart while the CA is down: exit %d\n%s", code, out)
 		}
@@ -781,7 +788,7 @@ func TestProxyRecordingMode(t *testing.T) {
 		in.Close()
 		c.startProxy()
 		recordingWith(t, "crash-7", 20*time.Second)
-		waitTunnel(t, alice, "root", prod, 10*time.Second)
+		waitTunnel(t, alice, "root", prod, restartedTunnel)
 	})
 
 	t.Run("recording disk full", func(t *testing.T) {
@@ -801,7 +808,7 @@ func TestProxyRecordingMode(t *testing.T) {
 		// Refuse (the default): a session whose recording fails ends, and
 		// no new recorded session starts while the disk is full.
 		c.startProxy("--min-recording-free", "1")
-		waitTunnel(t, alice, "root", prod, 10*time.Second)
+		waitTunnel(t, alice, "root", prod, restartedTunnel)
 		script := "head -c 300000 /dev/zero | tr '\\0' x; echo; sleep 20; echo surv$((1))ived\nexit\n"
 		start := time.Now()
 		out, code := alice.run(t, strings.NewReader(script), "ssh", "-tt", "root@node1")
@@ -836,7 +843,7 @@ func TestProxyRecordingMode(t *testing.T) {
 		// Continue: the session runs unrecorded, with an audit event.
 		c.stopProxy(syscall.SIGTERM)
 		c.startProxy("--min-recording-free", "1", "--on-recording-failure", "continue")
-		waitTunnel(t, alice, "root", prod, 10*time.Second)
+		waitTunnel(t, alice, "root", prod, restartedTunnel)
 		out, code = alice.run(t, strings.NewReader("echo still-$((2+3))\nexit\n"), "ssh", "-tt", "root@node1")
 		if code != 0 || !strings.Contains(out, "still-5") {
 			t.Fatalf("on-recording-failure continue: exit %d\n%s", code, out)
