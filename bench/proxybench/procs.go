@@ -116,7 +116,7 @@ func (p *proc) failure(err error) error {
 }
 
 // logKeep is how much of a process's output a tailBuffer keeps.
-const logKeep = 16 << 10
+const logKeep = 64 << 10
 
 // tailBuffer keeps the last logKeep bytes written to it; it is safe for
 // concurrent use.
@@ -268,3 +268,47 @@ func vmRSS(pid int) (int64, error) {
 	}
 	return 0, errors.New("proxybench: no VmRSS line in /proc/PID/status")
 }
+
+// The helpers below are what bench/cmd/soak shares with the bench.
+
+// Proc is a program started by StartProc.
+type Proc = proc
+
+// LogKeep is how much of a Proc's output is kept.
+const LogKeep = logKeep
+
+// StartProc starts bin with args and the bench's environment plus env;
+// its output is kept (the last LogKeep bytes).
+func StartProc(name string, env []string, bin string, args ...string) (*Proc, error) {
+	return startProc(name, env, bin, args...)
+}
+
+// Pid is the process id.
+func (p *proc) Pid() int { return p.pid() }
+
+// Stop sends SIGTERM, waits up to 10 s, then kills.
+func (p *proc) Stop() { p.stop() }
+
+// Name is the name the process was started with.
+func (p *proc) Name() string { return p.name }
+
+// Output is the kept tail of the process's output.
+func (p *proc) Output() string { return p.out.String() }
+
+// Environ is the environment the bench gives its programs.
+func Environ() []string { return environ() }
+
+// FreePorts returns n loopback addresses that were free a moment ago.
+func FreePorts(n int) ([]string, error) { return freePorts(n) }
+
+// WaitFor calls check every 50 ms until it returns nil, p (if not nil)
+// exits, or within has passed.
+func WaitFor(ctx context.Context, within time.Duration, what string, p *Proc, check func() error) error {
+	return waitFor(ctx, within, what, p, check)
+}
+
+// SSHBanner checks that an SSH server answers on addr.
+func SSHBanner(addr string) error { return sshBanner(addr) }
+
+// CopyExecutable copies the program src to dst with mode 0755.
+func CopyExecutable(src, dst string) error { return copyExecutable(src, dst) }

@@ -1,29 +1,18 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
+	"github.com/opensshca/suite/bench/proxybench"
 	"github.com/opensshca/suite/ca/api"
 	"github.com/opensshca/suite/ca/client"
-)
-
-// Import paths of the programs the soak runs.
-const (
-	pkgCA       = "github.com/opensshca/suite/cmd/teleport-ca"
-	pkgNode     = "github.com/opensshca/suite/cmd/teleport-node"
-	pkgAuthkeys = "github.com/opensshca/suite/cmd/teleport-authkeys"
-	pkgProxy    = "github.com/opensshca/suite/cmd/teleport-proxy"
 )
 
 // Names and labels of the cluster.
@@ -49,34 +38,20 @@ const (
 // proxy's logins carries one session, so it stays at its default.
 var sshdLimits = []string{"MaxStartups 500"}
 
-// binaries are the suite's programs, built into one directory.
-type binaries struct{ CA, Node, Authkeys, Proxy string }
-
-// build compiles the programs into dir with one "go build".
-func build(dir string) (binaries, error) {
-	pkgs := []string{pkgCA, pkgNode, pkgAuthkeys, pkgProxy}
-	cmd := exec.Command("go", append([]string{"build", "-o", dir + "/"}, pkgs...)...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return binaries{}, fmt.Errorf("soak: go build: %v\n%s", err, out)
-	}
-	bin := func(pkg string) string { return filepath.Join(dir, path.Base(pkg)) }
-	return binaries{CA: bin(pkgCA), Node: bin(pkgNode), Authkeys: bin(pkgAuthkeys), Proxy: bin(pkgProxy)}, nil
-}
-
 // cluster is a teleport-ca, one teleport-proxy and the nodes, all on
 // loopback ports, with their scratch directories.
 type cluster struct {
-	bins   binaries
+	bins   proxybench.Binaries
 	dir    string // scratch root (0755: nobody reads the nodes' caches)
 	runDir string // root-only directory under /run for teleport-authkeys
 
 	caDir, caListen, caSocket string
-	ca                        *proc
+	ca                        *proxybench.Proc
 	admin                     *client.Client
 	info                      api.CAInfo
 
 	proxyDir, proxyAddr, tunAddr string
-	proxy                        *proc
+	proxy                        *proxybench.Proc
 
 	nodes []*node
 }
@@ -85,10 +60,10 @@ type cluster struct {
 // "teleport-node run" holding its reverse tunnel to the proxy.
 type node struct {
 	name, dir, sshdAddr string
-	sshd, agent         *proc
+	sshd, agent         *proxybench.Proc
 }
 
-func newCluster(bins binaries, scratch string) (*cluster, error) {
+func newCluster(bins proxybench.Binaries, scratch string) (*cluster, error) {
 	dir, err := os.MkdirTemp(scratch, "soak-")
 	if err != nil {
 		return nil, fmt.Errorf("soak: %w", err)
@@ -115,11 +90,11 @@ func newCluster(bins binaries, scratch string) (*cluster, error) {
 func (c *cluster) close() {
 	var wg sync.WaitGroup
 	for _, n := range c.nodes {
-		wg.Go(func() { n.agent.stop(); n.sshd.stop() })
+		wg.Go(func() { n.agent.Stop(); n.sshd.Stop() })
 	}
 	wg.Wait()
-	c.proxy.stop()
-	c.ca.stop()
+	c.proxy.Stop()
+	c.ca.Stop()
 	if c.runDir != "" {
 		os.RemoveAll(c.runDir)
 	}
@@ -128,7 +103,7 @@ func (c *cluster) close() {
 
 // start brings the cluster up: CA, proxy, n nodes with their tunnels.
 func (c *cluster) start(ctx context.Context, nodes int, logf func(string, ...any)) error {
-	addrs, err := freePorts(3 + nodes)
+	addrs, err := proxybench.FreePorts(3 + nodes)
 	if err != nil {
 		return err
 	}
@@ -136,13 +111,13 @@ func (c *cluster) start(ctx context.Context, nodes int, logf func(string, ...any
 	if err := c.startCA(ctx); err != nil {
 		return err
 	}
-	logf("teleport-ca up on %s (pid %d)", c.caListen, c.ca.pid())
+	logf("teleport-ca up on %s (pid %d)", c.caListen, c.ca.Pid())
 	if err := c.startProxy(ctx); err != nil {
 		return err
 	}
-	logf("teleport-proxy up on %s, tunnels on %s (pid %d)", c.proxyAddr, c.tunAddr, c.proxy.pid())
+	logf("teleport-proxy up on %s, tunnels on %s (pid %d)", c.proxyAddr, c.tunAddr, c.proxy.Pid())
 	authkeys := filepath.Join(c.runDir, "teleport-authkeys")
-	if err := copyExecutable(c.bins.Authkeys, authkeys); err != nil {
+	if err := proxybench.CopyExecutable(c.bins.Authkeys, authkeys); err != nil {
 		return err
 	}
 	for i := range nodes {
@@ -151,14 +126,14 @@ func (c *cluster) start(ctx context.Context, nodes int, logf func(string, ...any
 		if err := c.startNode(ctx, n, authkeys); err != nil {
 			return err
 		}
-		logf("%s up: sshd on %s (pid %d), teleport-node run (pid %d)", n.name, n.sshdAddr, n.sshd.pid(), n.agent.pid())
+		logf("%s up: sshd on %s (pid %d), teleport-node run (pid %d)", n.name, n.sshdAddr, n.sshd.Pid(), n.agent.Pid())
 	}
 	return nil
 }
 
 func (c *cluster) startCA(ctx context.Context) error {
 	var err error
-	c.ca, err = startProc("teleport-ca", c.bins.CA,
+	c.ca, err = proxybench.StartProc("teleport-ca", nil, c.bins.CA,
 		"--data-dir", c.caDir, "--listen", c.caListen, "--admin-socket", c.caSocket,
 		"--argon2-memory", "8192", "--argon2-time", "1", "--argon2-threads", "1",
 		"--recording-mode", "proxy", "--log-level", "warn")
@@ -166,7 +141,7 @@ func (c *cluster) startCA(ctx context.Context) error {
 		return err
 	}
 	c.admin = client.NewAdmin(c.caSocket)
-	return waitFor(ctx, readyWithn, "teleport-ca's admin socket", c.ca, func() error {
+	return proxybench.WaitFor(ctx, readyWithn, "teleport-ca's admin socket", c.ca, func() error {
 		cctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
 		info, err := c.admin.AdminCA(cctx)
@@ -192,14 +167,14 @@ func (c *cluster) startProxy(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c.proxy, err = startProc("teleport-proxy", c.bins.Proxy,
+	c.proxy, err = proxybench.StartProc("teleport-proxy", nil, c.bins.Proxy,
 		"--data-dir", c.proxyDir, "--listen", c.proxyAddr, "--tunnel-listen", c.tunAddr,
 		"--public-addr", c.proxyAddr, "--log-level", "warn",
 		"--server", c.caURL(), "--token", tok, "--ca-pin", c.info.Pin, "--name", proxyName)
 	if err != nil {
 		return err
 	}
-	return waitFor(ctx, readyWithn, "teleport-proxy's SSH banner", c.proxy, func() error { return sshBanner(c.proxyAddr) })
+	return proxybench.WaitFor(ctx, readyWithn, "teleport-proxy's SSH banner", c.proxy, func() error { return proxybench.SSHBanner(c.proxyAddr) })
 }
 
 // startNode joins n, writes its sshd_config with teleport-node's drop-in
@@ -258,177 +233,13 @@ func (c *cluster) startNode(ctx context.Context, n *node, authkeys string) error
 		bin, args = "unshare", append([]string{"-m", "sh", "-c", `mount --bind "$0" /root/.bashrc && exec "$@"`,
 			stockRC, "/usr/sbin/sshd"}, args...)
 	}
-	if n.sshd, err = startProc(n.name+" sshd", bin, args...); err != nil {
+	if n.sshd, err = proxybench.StartProc(n.name+" sshd", nil, bin, args...); err != nil {
 		return err
 	}
-	if err := waitFor(ctx, readyWithn, n.name+" sshd's banner", n.sshd, func() error { return sshBanner(n.sshdAddr) }); err != nil {
+	if err := proxybench.WaitFor(ctx, readyWithn, n.name+" sshd's banner", n.sshd, func() error { return proxybench.SSHBanner(n.sshdAddr) }); err != nil {
 		return err
 	}
-	n.agent, err = startProc(n.name+" teleport-node", c.bins.Node, "run", "--data-dir", n.dir,
+	n.agent, err = proxybench.StartProc(n.name+" teleport-node", nil, c.bins.Node, "run", "--data-dir", n.dir,
 		"--reload-command", "", "--nss-dir", "", "--policy-wait", "5s", "--sshd-addr", n.sshdAddr, "--log-level", "warn")
 	return err
-}
-
-// proc is a program the soak started; its output goes to a buffer that
-// keeps the last logKeep bytes.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	out  *tailBuffer
-	done chan struct{}
-}
-
-func startProc(name, bin string, args ...string) (*proc, error) {
-	p := &proc{name: name, cmd: exec.Command(bin, args...), out: &tailBuffer{}, done: make(chan struct{})}
-	p.cmd.Env = environ()
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("soak: starting %s: %w", name, err)
-	}
-	go func() {
-		_ = p.cmd.Wait()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop sends SIGTERM, waits up to 15 s, then kills.
-func (p *proc) stop() {
-	if p == nil || p.exited() {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-func (p *proc) failure(err error) error {
-	return fmt.Errorf("%w\n--- %s output (last lines) ---\n%s", err, p.name, p.out.String())
-}
-
-// logKeep is how much of a process's output a tailBuffer keeps.
-const logKeep = 64 << 10
-
-// tailBuffer keeps the last logKeep bytes written to it.
-type tailBuffer struct {
-	mu sync.Mutex
-	b  []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.b = append(t.b, p...)
-	if over := len(t.b) - logKeep; over > 0 {
-		t.b = append(t.b[:0], t.b[over:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.b)
-}
-
-// environ is the soak's environment without TELEPORT_* flags, systemd's
-// variables and the user's agent.
-func environ() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		switch {
-		case strings.HasPrefix(name, "TELEPORT_"), strings.HasPrefix(name, "WATCHDOG_"),
-			strings.HasPrefix(name, "LISTEN_"), name == "NOTIFY_SOCKET",
-			name == "SSH_AUTH_SOCK", name == "SSH_AGENT_PID":
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
-}
-
-// freePorts returns n different loopback addresses that were free a
-// moment ago.
-func freePorts(n int) ([]string, error) {
-	var addrs []string
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("soak: %w", err)
-		}
-		defer l.Close()
-		addrs = append(addrs, l.Addr().String())
-	}
-	return addrs, nil
-}
-
-// waitFor calls check every 50 ms until it returns nil, p exits or within
-// has passed.
-func waitFor(ctx context.Context, within time.Duration, what string, p *proc, check func() error) error {
-	deadline := time.Now().Add(within)
-	for {
-		err := check()
-		if err == nil {
-			return nil
-		}
-		if p != nil && p.exited() {
-			return p.failure(fmt.Errorf("soak: %s exited while waiting for %s: %v", p.name, what, err))
-		}
-		if time.Now().After(deadline) {
-			err = fmt.Errorf("soak: %s: not within %v: %w", what, within, err)
-			if p != nil {
-				err = p.failure(err)
-			}
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-func sshBanner(addr string) error {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if !strings.HasPrefix(line, "SSH-2.0-") {
-		return fmt.Errorf("banner %q", line)
-	}
-	return nil
-}
-
-func copyExecutable(src, dst string) error {
-	b, err := os.ReadFile(src)
-	if err != nil {
-		return fmt.Errorf("soak: %w", err)
-	}
-	if err := os.WriteFile(dst, b, 0o755); err != nil {
-		return fmt.Errorf("soak: %w", err)
-	}
-	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/opensshca/suite/bench/proxybench"
 	"github.com/opensshca/suite/ca/api"
 )
 
@@ -57,7 +58,7 @@ func (s *soak) run(ctx context.Context) (*report, error) {
 	}
 	defer os.RemoveAll(bin)
 	s.logf("building the programs")
-	bins, err := build(bin)
+	bins, err := proxybench.Build(bin, false)
 	if err != nil {
 		return nil, err
 	}
@@ -93,9 +94,9 @@ func (s *soak) run(ctx context.Context) (*report, error) {
 		return nil, err
 	}
 
-	watch := []watched{{"teleport-proxy", c.proxy.pid()}, {"teleport-ca", c.ca.pid()}}
+	watch := []watched{{"teleport-proxy", c.proxy.Pid()}, {"teleport-ca", c.ca.Pid()}}
 	for _, n := range c.nodes {
-		watch = append(watch, watched{"teleport-node " + n.name, n.agent.pid()})
+		watch = append(watch, watched{"teleport-node " + n.name, n.agent.Pid()})
 	}
 	smp := &sampler{procs: watch, every: o.sample}
 	sctx, stopSampler := context.WithCancel(ctx)
@@ -162,7 +163,7 @@ func (s *soak) addUsers(ctx context.Context, c *cluster) ([]sshUser, error) {
 // a login that runs "true" without a PTY (so nothing is recorded).
 func (s *soak) waitRoutes(ctx context.Context, c *cluster, d *dialer, u sshUser) error {
 	for _, n := range c.nodes {
-		err := waitFor(ctx, 60*time.Second, "a login to "+n.name+" through the proxy", c.proxy, func() error {
+		err := proxybench.WaitFor(ctx, 60*time.Second, "a login to "+n.name+" through the proxy", c.proxy, func() error {
 			cl, closeFn, err := d.dial(ctx, u, n.name, hopSingle)
 			if err != nil {
 				return err
@@ -281,16 +282,16 @@ func (s *soak) saveLogs(c *cluster) {
 	if err != nil {
 		return
 	}
-	procs := []*proc{c.ca, c.proxy}
+	procs := []*proxybench.Proc{c.ca, c.proxy}
 	for _, n := range c.nodes {
 		procs = append(procs, n.sshd, n.agent)
 	}
 	for _, p := range procs {
 		if p != nil {
-			_ = os.WriteFile(filepath.Join(dir, sanitize(p.name)+".log"), []byte(p.out.String()), 0o600)
+			_ = os.WriteFile(filepath.Join(dir, sanitize(p.Name())+".log"), []byte(p.Output()), 0o600)
 		}
 	}
-	s.logf("the last %d KiB of each program's log are in %s", logKeep>>10, dir)
+	s.logf("the last %d KiB of each program's log are in %s", proxybench.LogKeep>>10, dir)
 }
 
 func sanitize(s string) string {
