@@ -122,20 +122,31 @@ func checkOwner(path string, fi fs.FileInfo) error {
 // readSecretFile reads a private key file after checking that it is a
 // regular file owned by us with no group or other permissions.
 func readSecretFile(path string) ([]byte, error) {
-	fi, err := os.Lstat(path)
+	return readOwnerOnly(path, os.Lstat, "private key "+path, "it must be readable by its owner only")
+}
+
+// readOwnerOnly reads path after checking, with stat, that it is a
+// regular file owned by us with no group or other permissions; what names
+// it in errors and why says why the mode matters.
+func readOwnerOnly(path string, stat func(string) (os.FileInfo, error), what, why string) ([]byte, error) {
+	fi, err := stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("ca: %w", err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("ca: %s is not a regular file", path)
+		return nil, fmt.Errorf("ca: %s is not a regular file", what)
 	}
 	if err := checkOwner(path, fi); err != nil {
 		return nil, err
 	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("ca: private key %s has mode %04o; it must be readable by its owner only (chmod 600 %s)", path, perm, path)
+		return nil, fmt.Errorf("ca: %s has mode %04o; %s (chmod 600 %s)", what, perm, why, path)
 	}
-	return os.ReadFile(path)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("ca: %w", err)
+	}
+	return b, nil
 }
 
 // loadSSHKey reads an OpenSSH private key written by writeSSHKey.

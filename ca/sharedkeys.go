@@ -55,22 +55,11 @@ var keyFileNames = []string{fileUserCA, fileHostCA, fileSessionCA, fileTLSRootKe
 // uid teleport-ca runs as, with no group or other permissions, holding
 // 32 bytes, raw or as 64 hex digits (GenerateKeyFile's format).
 func ReadKeyFile(path string) ([]byte, error) {
-	fi, err := os.Stat(path)
+	// Stat, not Lstat: the key file may be a link into /etc or a secret
+	// mount; what it points to is checked.
+	b, err := readOwnerOnly(path, os.Stat, "key file "+path, "it protects the CA keys and must be readable by its owner only")
 	if err != nil {
-		return nil, fmt.Errorf("ca: key file: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("ca: key file %s is not a regular file", path)
-	}
-	if err := checkOwner(path, fi); err != nil {
 		return nil, err
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("ca: key file %s has mode %04o; it protects the CA keys and must be readable by its owner only (chmod 600 %s)", path, perm, path)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("ca: key file: %w", err)
 	}
 	return parseKeyFile(b, path)
 }
